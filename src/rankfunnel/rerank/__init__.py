@@ -1,0 +1,1 @@
+"""Rerankers: see rerank.base; load_reranker lives here (rerank-core)."""

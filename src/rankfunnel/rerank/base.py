@@ -1,0 +1,109 @@
+"""Reranker base class: raw scores from ``predict``, explicit normalisation, ranking helpers on top."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rankfunnel.errors import InvalidInputError
+from rankfunnel.types import Hit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Calibration:
+    """Maps raw scores to 0-1 with ``sigmoid((raw - bias) / temperature)``.
+
+    zerank models use ``temperature=5`` (their card's ``sigmoid(logit / 5)``); BERT cross-encoders trained
+    with BCE use ``temperature=1``. ``rankfunnel calibrate`` fits both values on labelled pairs.
+    """
+
+    temperature: float = 1.0
+    bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise InvalidInputError(f"temperature must be a positive finite number, got {self.temperature}.")
+        if not math.isfinite(self.bias):
+            raise InvalidInputError(f"bias must be finite, got {self.bias}.")
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        z = (np.asarray(raw, dtype=np.float64) - self.bias) / self.temperature
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _check_query(query: str) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError("The query is empty: pass a non-empty string.")
+
+
+class BaseReranker(ABC):
+    """Implements ``score``, ``rank``, ``rerank`` and ``rerank_many`` on top of ``predict``.
+
+    Subclasses implement :meth:`predict` (raw scores for arbitrary pairs, batched internally), which lets
+    callers batch pairs across queries.
+    """
+
+    name: str = "reranker"
+    calibration: Calibration = Calibration()
+
+    @abstractmethod
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Raw scores (float32, shape ``(len(pairs),)``) for (query, document) pairs."""
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated 0-1 scores for raw scores."""
+        return self.calibration(raw)
+
+    def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
+        """Raw scores of ``docs`` for one query, in input order."""
+        _check_query(query)
+        if len(docs) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.predict([(query, d) for d in docs])
+
+    def rank(self, query: str, docs: Sequence[str], top_n: int | None = None) -> list[tuple[int, float, float]]:
+        """``(index, raw, normalised)`` for the best ``top_n`` documents, best first; ties keep input order."""
+        raw = self.score(query, docs)
+        order = np.argsort(-raw, kind="stable")
+        if top_n is not None:
+            if top_n < 1:
+                raise InvalidInputError(f"top_n must be >= 1, got {top_n}.")
+            order = order[:top_n]
+        norm = self.normalise(raw)
+        return [(int(i), float(raw[i]), float(norm[i])) for i in order]
+
+    def rerank(self, query: str, hits: Sequence[Hit], top_n: int | None = None) -> list[Hit]:
+        """Rerank stage-1 hits (which must carry their ``document``) and return the top ``top_n``."""
+        return self.rerank_many([query], [hits], top_n)[0]
+
+    def rerank_many(self, queries: Sequence[str], hit_lists: Sequence[Sequence[Hit]], top_n: int | None = None
+                    ) -> list[list[Hit]]:
+        """Rerank several queries' hits with one batched ``predict`` over all their pairs."""
+        if len(queries) != len(hit_lists):
+            raise InvalidInputError(f"{len(queries)} queries but {len(hit_lists)} hit lists: pass one list per query.")
+        pairs: list[tuple[str, str]] = []
+        for q, hits in zip(queries, hit_lists, strict=True):
+            _check_query(q)
+            for h in hits:
+                if h.document is None:
+                    raise InvalidInputError(f"Hit {h.id!r} carries no document text; fetch documents before reranking.")
+                pairs.append((q, h.document.content))
+        raw_all = self.predict(pairs) if pairs else np.zeros(0, dtype=np.float32)
+        out: list[list[Hit]] = []
+        start = 0
+        for hits in hit_lists:
+            raw = raw_all[start:start + len(hits)]
+            start += len(hits)
+            norm = self.normalise(raw)
+            order = np.argsort(-raw, kind="stable")
+            if top_n is not None:
+                order = order[:top_n]
+            out.append([
+                replace(hits[i], rank=r + 1, score=float(norm[i]), rerank_score=float(raw[i]))
+                for r, i in enumerate(order)
+            ])
+        return out
