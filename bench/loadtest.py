@@ -1,0 +1,464 @@
+"""Load test of `rankfunnel serve` on loopback (`make loadtest`): bounded in count and time, stops by itself.
+
+For each model (the fake reranker, and a real local MiniLM-L6 cross-encoder built offline):
+
+1. batching: 32 concurrent clients, each one query + 50 documents, against one offline batched
+   ``predict`` over the same pairs (same model, same torch threads); also checks the scores agree.
+2. capacity: closed-loop throughput (requests/s) with ``--capacity-clients`` clients.
+3. load levels: open-loop Poisson arrivals at 1x, 2x and 4x the measured capacity for ``--duration`` s each;
+   throughput, p50/p95/p99 of accepted requests, and 429 counts. The server bounds its queue
+   (``--max-queue-wait-ms``, ``--max-inflight``), so accepted requests' latency stays bounded at 4x.
+   Real models get longer levels (``--real-duration``) because each request takes seconds on a CPU.
+
+The server runs in a subprocess (``rankfunnel serve`` on 127.0.0.1, a free port) so that the load generator
+does not share its interpreter. Results: a table on stdout and JSON in ``out/loadtest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
+REQUEST_TIMEOUT_S = 600.0  # a request that takes longer counts as an error (status 599)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _texts(n_queries: int, n_docs: int, doc_chars: int) -> tuple[list[str], list[str]]:
+    """Queries and documents from SciFact when present (truncated to ``doc_chars``), else synthetic text."""
+    if (SCIFACT / "corpus.jsonl").is_file():
+        docs, queries = [], []
+        with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                docs.append(f"{row.get('title', '')}\n{row['text']}"[:doc_chars])
+                if len(docs) >= n_docs:
+                    break
+        with open(SCIFACT / "queries.jsonl", encoding="utf-8") as f:
+            for line in f:
+                queries.append(json.loads(line)["text"])
+                if len(queries) >= n_queries:
+                    break
+        return queries, docs
+    rng = random.Random(0)
+    words = ["cell", "gene", "protein", "cancer", "risk", "patient", "study", "effect", "dose", "trial"]
+    queries = [" ".join(rng.choices(words, k=8)) for _ in range(n_queries)]
+    docs = [" ".join(rng.choices(words, k=doc_chars // 6))[:doc_chars] for _ in range(n_docs)]
+    return queries, docs
+
+
+class Server:
+    """`rankfunnel serve` in a subprocess on a free loopback port; always stopped on exit."""
+
+    def __init__(
+        self, spec: str, args: argparse.Namespace, *, queue_wait_ms: float | None, log: Path
+    ) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = [
+            sys.executable,
+            "-c",
+            "from rankfunnel.cli import main; main()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--reranker",
+            spec,
+            "--device",
+            "cpu",
+            "--cache-size",
+            "0",
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+            "--max-inflight",
+            str(args.max_inflight),
+            "--max-queue-pairs",
+            "100000",
+            "--deadline-ms",
+            "120000",
+            "--log-level",
+            "warning",
+        ]
+        if queue_wait_ms is not None:
+            cmd += ["--max-queue-wait-ms", str(queue_wait_ms)]
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(args.threads),
+            MKL_NUM_THREADS=str(args.threads),
+            HF_HUB_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+        )
+        self.log = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with code {self.proc.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the server did not become ready in 180 s; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _post(client: httpx.AsyncClient, query: str, docs: list[str]) -> tuple[int, float, Any]:
+    t0 = time.perf_counter()
+    try:
+        r = await client.post("/v2/rerank", json={"query": query, "documents": docs})
+    except httpx.HTTPError:
+        return 599, time.perf_counter() - t0, None
+    return r.status_code, time.perf_counter() - t0, r.json() if r.status_code == 200 else None
+
+
+class RawClient:
+    """A minimal keep-alive HTTP/1.1 client over asyncio streams.
+
+    Hand-written on purpose: httpx costs about a millisecond of CPU per request, which on a small shared
+    machine makes the load generator, not the server, the bottleneck. Bench-only; loopback only.
+    """
+
+    def __init__(self, base: str, max_connections: int = 256) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(max_connections)
+        self.all: list[asyncio.StreamWriter] = []
+
+    async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str]]:
+        async with self.slots:
+            if self.idle:
+                reader, writer = self.idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                self.all.append(writer)
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            writer.write(head + body)
+            await writer.drain()
+            status = int((await reader.readline()).split()[1])
+            headers: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                k, _, v = line.decode("latin-1").partition(":")
+                headers[k.strip().lower()] = v.strip()
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            if headers.get("connection", "").lower() == "close":
+                writer.close()
+            else:
+                self.idle.append((reader, writer))
+            return status, headers
+
+    async def aclose(self) -> None:
+        for w in self.all:
+            w.close()
+
+
+async def _post_raw(client: RawClient, body: bytes) -> tuple[int, float, float]:
+    """Send a pre-encoded body; returns (status, client-observed seconds, server-side seconds)."""
+    t0 = time.perf_counter()
+    try:
+        status, headers = await asyncio.wait_for(client.post("/v2/rerank", body), REQUEST_TIMEOUT_S)
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, TimeoutError):
+        return 599, time.perf_counter() - t0, float("nan")
+    lat = time.perf_counter() - t0
+    timing = headers.get("server-timing", "")
+    server = float(timing.split("dur=")[1]) / 1e3 if "dur=" in timing else float("nan")
+    return status, lat, server
+
+
+def _client(base: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base,
+        timeout=REQUEST_TIMEOUT_S,
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+    )
+
+
+async def batching(
+    base: str, spec: str, queries: list[str], docs: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """32 clients x (1 query + 50 documents) served, against one offline batched predict on the same pairs."""
+    from rankfunnel.rerank import load_reranker
+
+    n, k = args.clients, args.docs
+    reqs = [(queries[i % len(queries)], [docs[(i * k + j) % len(docs)] for j in range(k)]) for i in range(n)]
+    pairs = [(q, d) for q, ds in reqs for d in ds]
+    model = load_reranker(spec, device="cpu")
+    assert model is not None
+    model.predict(pairs[:64])  # warm-up
+    offline: list[float] = []
+    served: list[float] = []
+    max_diff = 0.0
+    async with _client(base) as client:
+        await _post(client, *reqs[0])  # warm-up
+        for _ in range(args.repeats):  # interleaved, so both sides see the same background load
+            t0 = time.perf_counter()
+            ref = model.predict(pairs)
+            offline.append(len(pairs) / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            out = await asyncio.gather(*[_post(client, q, ds) for q, ds in reqs])
+            served.append(len(pairs) / (time.perf_counter() - t0))
+            assert all(s == 200 for s, _, _ in out), [s for s, _, _ in out]
+            for i, (_, _, body) in enumerate(out):
+                got = {r["index"]: r["relevance_score"] for r in body["results"]}
+                want = model.normalise(np.asarray(ref[i * k : (i + 1) * k]))
+                max_diff = max(max_diff, max(abs(got[j] - float(want[j])) for j in range(k)))
+    best_off, best_srv = max(offline), max(served)
+    return {
+        "pairs": len(pairs),
+        "offline_pairs_per_s": best_off,
+        "served_pairs_per_s": best_srv,
+        "ratio": best_srv / best_off,
+        "max_score_diff": max_diff,
+        "offline_runs": offline,
+        "served_runs": served,
+    }
+
+
+async def capacity(
+    base: str, queries: list[str], docs: list[str], args: argparse.Namespace, seconds: float
+) -> float:
+    """Closed-loop requests/s with ``capacity_clients`` clients for ``seconds``."""
+    done = 0
+    stop_at = time.perf_counter() + seconds
+    rng = random.Random(1)
+    bodies = [
+        json.dumps({"query": rng.choice(queries), "documents": rng.sample(docs, args.docs)}).encode()
+        for _ in range(64)
+    ]
+
+    async def worker(client: RawClient) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            status, _, _ = await _post_raw(client, rng.choice(bodies))
+            done += status == 200
+
+    client = RawClient(base)
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker(client) for _ in range(args.capacity_clients)])
+        return done / (time.perf_counter() - t0)
+    finally:
+        await client.aclose()
+
+
+async def level(
+    base: str, rate: float, queries: list[str], docs: list[str], args: argparse.Namespace, duration: float
+) -> dict[str, Any]:
+    """Open-loop Poisson arrivals at ``rate`` requests/s for ``duration`` s (at most ``max_requests``)."""
+    rng = random.Random(2)
+    n = max(1, min(args.max_requests, int(rate * duration)))
+    bodies = [
+        json.dumps({"query": rng.choice(queries), "documents": rng.sample(docs, args.docs)}).encode()
+        for _ in range(n)
+    ]
+    client = RawClient(base)
+    try:
+        tasks = []
+        t0 = time.perf_counter()
+        next_t = t0
+        for body in bodies:
+            next_t += rng.expovariate(rate)
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_post_raw(client, body)))
+        sent_s = time.perf_counter() - t0
+        out = await asyncio.gather(*tasks)
+        wall = time.perf_counter() - t0
+    finally:
+        await client.aclose()
+    ok = [lat for s, lat, _ in out if s == 200]
+    ok_server = [srv for s, _, srv in out if s == 200]
+    pct = np.percentile(ok, [50, 95, 99]) * 1e3 if ok else [float("nan")] * 3
+    spct = np.nanpercentile(ok_server, [50, 95]) * 1e3 if ok_server else [float("nan")] * 2
+    return {
+        "target_rps": rate,
+        "offered_rps": n / sent_s if sent_s > 0 else float("inf"),
+        "requests": n,
+        "ok": len(ok),
+        "rejected_429": sum(s == 429 for s, _, _ in out),
+        "other_errors": sum(s not in (200, 429) for s, _, _ in out),
+        "throughput_rps": len(ok) / wall,
+        "p50_ms": float(pct[0]),
+        "p95_ms": float(pct[1]),
+        "p99_ms": float(pct[2]),
+        "server_p50_ms": float(spct[0]),
+        "server_p95_ms": float(spct[1]),
+    }
+
+
+def run_model(name: str, args: argparse.Namespace, queries: list[str], docs: list[str]) -> dict[str, Any]:
+    if name == "fake":
+        spec = "fake"
+    elif name == "minilm":
+        from rankfunnel.testing import build_minilm_cross_encoder
+
+        spec = str(build_minilm_cross_encoder(ROOT / ".cache" / "minilm-ce"))
+    else:
+        spec = name
+    res: dict[str, Any] = {"spec": spec}
+    logs = ROOT / "out"
+    real = name != "fake"
+    duration = args.real_duration if real else args.duration
+    # Server 1 (queue bounded only by size): the batching comparison and the closed-loop capacity.
+    with Server(spec, args, queue_wait_ms=None, log=logs / f"loadtest-{name}-batching.log") as srv:
+        if not args.skip_batching:
+            res["batching"] = asyncio.run(batching(srv.base, spec, queries, docs, args))
+            print(f"[{name}] batching: {json.dumps(res['batching'], default=float)}", flush=True)
+        cap = asyncio.run(
+            capacity(
+                srv.base, queries, docs, args, args.real_capacity_seconds if real else args.capacity_seconds
+            )
+        )
+    res["capacity_rps"] = cap
+    print(f"[{name}] capacity: {cap:.2f} requests/s", flush=True)
+    # Server 2: queue also bounded by drain time; default = 4 request service times, at least 1 s.
+    wait_ms = args.max_queue_wait_ms or max(1000.0, 4000.0 / cap)
+    res["max_queue_wait_ms"] = wait_ms
+    res["levels"] = []
+    with Server(spec, args, queue_wait_ms=wait_ms, log=logs / f"loadtest-{name}.log") as srv:
+        for mult in args.levels:
+            row = asyncio.run(level(srv.base, cap * mult, queries, docs, args, duration))
+            row["load"] = f"{mult:g}x"
+            res["levels"].append(row)
+            print(f"[{name}] {json.dumps(row)}", flush=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--models", default="fake,minilm", help="Comma-separated: fake, minilm, or a reranker spec."
+    )
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--docs", type=int, default=50, help="Documents per request.")
+    p.add_argument("--doc-chars", type=int, default=128, help="Characters per document (SciFact, truncated).")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (server and offline baseline).")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--capacity-clients", type=int, default=8)
+    p.add_argument("--capacity-seconds", type=float, default=8.0)
+    p.add_argument("--duration", type=float, default=10.0, help="Seconds of arrivals per load level.")
+    p.add_argument("--max-requests", type=int, default=2000, help="Requests per load level at most.")
+    p.add_argument("--levels", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    p.add_argument("--max-wait-ms", type=float, default=3.0)
+    p.add_argument(
+        "--max-queue-wait-ms",
+        type=float,
+        default=None,
+        help="Server's queue drain-time bound (default: 4 request service times, >= 1 s).",
+    )
+    p.add_argument("--real-duration", type=float, default=30.0, help="--duration for real models.")
+    p.add_argument("--real-capacity-seconds", type=float, default=20.0)
+    p.add_argument("--max-inflight", type=int, default=32)
+    p.add_argument("--skip-batching", action="store_true")
+    p.add_argument("--out", type=Path, default=ROOT / "out" / "loadtest.json")
+    args = p.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    (ROOT / "out").mkdir(exist_ok=True)
+    queries, docs = _texts(64, max(args.docs * 4, 400), args.doc_chars)
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "load_before": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "models": {},
+    }
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        report["models"][name] = run_model(name, args, queries, docs)
+    report["load_after"] = os.getloadavg()
+    args.out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    _print(report)
+    return report
+
+
+def _print(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        title=f"rankfunnel loadtest (load avg {report['load_before'][0]:.1f} -> "
+        f"{report['load_after'][0]:.1f}, {report['cpus']} CPUs)"
+    )
+    for col in (
+        "model",
+        "load",
+        "target rps",
+        "offered rps",
+        "ok",
+        "429",
+        "err",
+        "thr rps",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "server p95 ms",
+    ):
+        t.add_column(col)
+    for name, res in report["models"].items():
+        for row in res["levels"]:
+            t.add_row(
+                name,
+                row["load"],
+                f"{row['target_rps']:.1f}",
+                f"{row['offered_rps']:.1f}",
+                str(row["ok"]),
+                str(row["rejected_429"]),
+                str(row["other_errors"]),
+                f"{row['throughput_rps']:.1f}",
+                f"{row['p50_ms']:.0f}",
+                f"{row['p95_ms']:.0f}",
+                f"{row['p99_ms']:.0f}",
+                f"{row['server_p95_ms']:.0f}",
+            )
+    Console().print(t)
+    for name, res in report["models"].items():
+        b = res.get("batching")
+        if b:
+            print(
+                f"{name}: served {b['served_pairs_per_s']:.1f} pairs/s vs offline "
+                f"{b['offline_pairs_per_s']:.1f} pairs/s = {b['ratio']:.2f}x ({b['pairs']} pairs; "
+                f"max score diff {b['max_score_diff']:.2g})"
+            )
+
+
+if __name__ == "__main__":
+    main()

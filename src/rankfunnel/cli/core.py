@@ -1,0 +1,462 @@
+"""Core commands: ``index``, ``search``, ``rerank``, ``info``. A thin layer: all logic lives in the library.
+
+Environment variables (read here only, never in the library): ``RANKFUNNEL_INDEX_DIR`` (default for
+``--index-dir``), ``RANKFUNNEL_RERANKER`` (default for ``--reranker``), ``RANKFUNNEL_DEVICE``,
+``RANKFUNNEL_DEBUG=1`` (show tracebacks of unexpected errors).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import socket
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rankfunnel.cli import app
+from rankfunnel.errors import InvalidInputError, RankfunnelError
+
+F = TypeVar("F", bound=Callable[..., Any])
+err_console = Console(stderr=True)
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into one red line on stderr and exit code 2 (no traceback).
+
+    Other command modules can reuse it: ``@app.command() @handle_errors def cmd(...)``. Unexpected
+    exceptions print one line and exit 1; ``RANKFUNNEL_DEBUG=1`` re-raises them with their traceback.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except RankfunnelError as exc:
+            err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print(
+                "[yellow]interrupted[/]: work committed so far is kept; rerun the same command to resume.",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("RANKFUNNEL_DEBUG", "") not in {"", "0"}:
+                raise
+            err_console.print(
+                f"[bold red]unexpected error:[/] {type(exc).__name__}: {_escape(str(exc))} "
+                "(set RANKFUNNEL_DEBUG=1 for the traceback and report it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class Retriever(StrEnum):
+    dense = "dense"
+    bm25 = "bm25"
+    hybrid = "hybrid"
+
+
+class Backend(StrEnum):
+    auto = "auto"
+    faiss = "faiss"
+    milvus = "milvus"
+
+
+class IndexType(StrEnum):
+    flat = "flat"
+    hnsw = "hnsw"
+
+
+IndexDir = Annotated[
+    Path,
+    typer.Option(
+        "--index-dir", "-i", envvar="RANKFUNNEL_INDEX_DIR", help="Index directory (env RANKFUNNEL_INDEX_DIR)."
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+RerankerOpt = Annotated[
+    str,
+    typer.Option(
+        "--reranker",
+        "-r",
+        envvar="RANKFUNNEL_RERANKER",
+        help="Model name or path, a loader spec, 'auto' or 'none'.",
+    ),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", envvar="RANKFUNNEL_DEVICE", help="cuda, mps or cpu (default: automatic)."),
+]
+BackendOpt = Annotated[Backend, typer.Option("--backend", help="Vector index backend.")]
+MilvusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--milvus-uri",
+        envvar="RANKFUNNEL_MILVUS_URI",
+        help="Milvus URI: a local file (Milvus Lite) or http://host:19530.",
+    ),
+]
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def make_embedder(name: str, device: str | None = None) -> Any:
+    """``hashing`` / ``hashing:DIM``: the deterministic test embedder; other names: a sentence-transformer."""
+    from rankfunnel import embed
+
+    m = re.fullmatch(r"hashing(?:[:-](\d+))?", name)
+    if m:
+        return embed.HashingEmbedder(dim=int(m.group(1) or 32))
+    return embed.SentenceTransformerEmbedder(name, device=device)
+
+
+def _open(
+    index_dir: Path,
+    backend: Backend,
+    milvus_uri: str | None,
+    *,
+    embedder: Any = None,
+    create: bool = False,
+    **opts: Any,
+) -> Any:
+    from rankfunnel.collection import open_collection
+
+    if backend is Backend.milvus or milvus_uri:
+        if not milvus_uri:
+            raise InvalidInputError(
+                "--backend milvus needs --milvus-uri (a local file for Milvus Lite, or http://host:19530)."
+            )
+        return open_collection(milvus_uri, backend="milvus", embedder=embedder, create=create, **opts)
+    if not create and not index_dir.exists():
+        raise InvalidInputError(
+            f"Index directory {index_dir} does not exist. Build it first with "
+            f"`rankfunnel index SOURCE --index-dir {index_dir}`."
+        )
+    return open_collection(str(index_dir), backend=backend.value, embedder=embedder, create=create, **opts)
+
+
+def skip_hub_retries_if_unreachable(spec: str | None, timeout: float = 3.0) -> bool:
+    """Probe the model hub once when ``spec`` names a hub model; if unreachable, switch to offline mode.
+
+    Without this, huggingface_hub retries an unreachable hub with back-off for about a minute and a half
+    before the reranker is reported unavailable. Returns True when offline mode was switched on.
+    """
+    if not spec or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        return False
+    parts = [re.sub(r":\d+$", "", p.strip()) for p in spec.split(",")]
+    if not any("/" in p and not p.startswith("remote:") and not Path(p).expanduser().exists() for p in parts):
+        return False
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return False
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        constants = sys.modules.get("huggingface_hub.constants")
+        if constants is not None:
+            setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 - read at call time by huggingface_hub
+        return True
+
+
+def _parse_filters(items: list[str] | None) -> dict[str, Any] | None:
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(
+                f"--filter {item!r} is not key=value; write e.g. --filter domain=finance."
+            )
+        try:  # numbers, booleans and null compare as their JSON values; anything else is a string
+            parsed = json.loads(value)
+            out[key.strip()] = parsed if isinstance(parsed, int | float | bool) or parsed is None else value
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@app.command()
+@handle_errors
+def index(
+    source: Annotated[
+        Path, typer.Argument(help="BEIR corpus.jsonl, JSONL of {id,title,text,metadata}, or folder.")
+    ],
+    index_dir: IndexDir,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedding model name or path ('hashing[:DIM]': a test embedder). Default: the "
+            "index's own, or sentence-transformers/all-MiniLM-L6-v2 for a new index."
+        ),
+    ] = None,
+    index_type: Annotated[
+        IndexType, typer.Option("--index-type", help="Faiss index: exact or HNSW.")
+    ] = IndexType.flat,
+    backend: BackendOpt = Backend.auto,
+    milvus_uri: MilvusOpt = None,
+    upsert: Annotated[bool, typer.Option(help="Replace documents whose id is already indexed.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Skip ids already in the index (resume a stopped run).")
+    ] = True,
+    chunk_size: Annotated[int, typer.Option(help="Documents per atomic commit.")] = 1024,
+    device: DeviceOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Index a corpus into an index directory (streams the source; rerun to resume after an interruption)."""
+    from rankfunnel.ingest import index_source, source_kind
+
+    source_kind(source)  # fail fast on a missing / unsupported source, before loading a model
+    emb = make_embedder(embedder, device) if embedder else None
+    opts: dict[str, Any] = {} if index_type is IndexType.flat else {"index_type": index_type.value}
+    if emb is None and device:
+        opts["device"] = device
+    collection = _open(index_dir, backend, milvus_uri, embedder=emb, create=True, **opts)
+    stats = index_source(
+        collection,
+        source,
+        chunk_size=chunk_size,
+        resume=resume,
+        upsert=upsert,
+        show_progress=not as_json and sys.stderr.isatty(),
+    )
+    out = {**stats.to_dict(), "index_dir": str(milvus_uri or index_dir), "documents": len(collection)}
+    if as_json:
+        _print_json(out)
+    else:
+        err_console.print(
+            f"[green]indexed[/] {stats.added} new documents ({stats.skipped} already present) "
+            f"from {source} into {out['index_dir']}: {len(collection)} in total, "
+            f"{stats.docs_per_s:.0f} docs/s.",
+            highlight=False,
+        )
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    index_dir: IndexDir,
+    retriever: Annotated[Retriever, typer.Option(help="Stage-1 retriever.")] = Retriever.dense,
+    reranker: RerankerOpt = "auto",
+    top_k: Annotated[int, typer.Option("--top-k", help="Stage-1 candidates handed to the reranker.")] = 100,
+    top_n: Annotated[int, typer.Option("--top-n", help="Results shown.")] = 10,
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", help="Metadata equality filter key=value (repeatable).")
+    ] = None,
+    backend: BackendOpt = Backend.auto,
+    milvus_uri: MilvusOpt = None,
+    device: DeviceOpt = None,
+    with_text: Annotated[
+        bool, typer.Option("--with-text", help="Include title/text/metadata in JSON.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search an index: stage-1 retrieval, then rerank (stage 1 only if the reranker cannot be loaded)."""
+    import warnings
+
+    from rankfunnel.pipeline import Pipeline, load_reranker_or_reason, resolve_reranker_spec
+
+    filters = _parse_filters(filter_)
+    collection = _open(index_dir, backend, milvus_uri)
+    skip_hub_retries_if_unreachable(resolve_reranker_spec(reranker, device))
+    with warnings.catch_warnings():  # the reason is shown below; avoid printing it twice
+        warnings.simplefilter("ignore", UserWarning)
+        model, reason = load_reranker_or_reason(reranker, device=device)
+    pipe = Pipeline(collection, model, retriever=retriever.value, top_k=top_k, top_n=top_n, reason=reason)
+    result = pipe.search(query, filter=filters)
+    if as_json:
+        _print_json(result.to_dict(with_text=with_text))
+        return
+    if not result.reranked and result.reason:
+        err_console.print(
+            f"[yellow]not reranked:[/] {_escape(result.reason)}", highlight=False, soft_wrap=True
+        )
+    t = result.timings_ms
+    table = Table(
+        title=f"{query!r}  ({retriever.value}, reranker={result.reranker or 'none'})",
+        caption=f"stage 1 {t.get('stage1_ms', 0):.1f} ms, rerank {t.get('rerank_ms', 0):.1f} ms, "
+        f"total {t.get('total_ms', 0):.1f} ms",
+    )
+    console = Console()
+    ids = max((len(h.id) for h in result.hits), default=2)
+    _add_columns(
+        table,
+        {"rank": 4, "s1 rank": 7, "s1 score": 8, "raw": 7, "score": 6, "id": min(ids, 24)},
+        "title / text",
+        console.width,
+    )
+    for h in result.hits:
+        snippet = ""
+        if h.document is not None:
+            snippet = h.document.title or h.document.text
+        table.add_row(
+            str(h.rank),
+            str(h.stage1_rank),
+            f"{h.stage1_score:.4f}",
+            "-" if h.rerank_score is None else f"{h.rerank_score:+.2f}",
+            f"{h.score:.4f}",
+            _escape(h.id),
+            _escape(_snip(snippet, 200)),
+        )
+    console.print(table)
+
+
+def _add_columns(table: Table, fixed: dict[str, int], text_column: str, width: int) -> None:
+    """Numeric / id columns (name -> width) never wrap; the text column gets the rest, with an ellipsis."""
+    for col, w in fixed.items():
+        table.add_column(col, justify="left" if col == "id" else "right", no_wrap=True, min_width=w)
+    rest = width - sum(fixed.values()) - 3 * (len(fixed) + 1) - 1
+    table.add_column(text_column, no_wrap=True, overflow="ellipsis", max_width=max(12, rest))
+
+
+def _snip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def read_docs_file(path: Path) -> list[tuple[str, str]]:
+    """``(id, text)`` pairs from a JSONL file (strings or objects with ``text``) or one document per line."""
+    if not path.is_file():
+        raise InvalidInputError(
+            f"{path}: no such file. Pass --docs with a JSONL file or one document per line."
+        )
+    is_jsonl = path.suffix.lower() in {".jsonl", ".ndjson", ".json"}
+    docs: list[tuple[str, str]] = []
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise InvalidInputError(
+                    f"{path}:{lineno}: not valid UTF-8. Re-encode the file to UTF-8 "
+                    f"(e.g. `iconv -f latin1 -t utf-8 {path.name}`)."
+                ) from None
+            if not line.strip():
+                continue
+            if not is_jsonl:
+                docs.append((str(len(docs)), line))
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(
+                    f"{path}:{lineno}: malformed JSON ({exc.msg}). Write one JSON string or "
+                    'object {"id": ..., "text": ...} per line.'
+                ) from None
+            if isinstance(obj, str):
+                docs.append((str(len(docs)), obj))
+            elif isinstance(obj, dict) and isinstance(obj.get("text"), str):
+                title = obj.get("title") or ""
+                text = f"{title}\n{obj['text']}" if isinstance(title, str) and title else obj["text"]
+                docs.append((str(obj.get("id", obj.get("_id", len(docs)))), text))
+            else:
+                raise InvalidInputError(
+                    f'{path}:{lineno}: expected a string or an object with a "text" field.'
+                )
+    if not docs:
+        raise InvalidInputError(f"{path}: no documents found. Put one document per line.")
+    return docs
+
+
+@app.command()
+@handle_errors
+def rerank(
+    query: Annotated[str, typer.Option("--query", "-q", help="The query.")],
+    docs: Annotated[
+        Path, typer.Option("--docs", "-d", help="JSONL (strings or {id,title,text}) or one doc per line.")
+    ],
+    reranker: RerankerOpt = "auto",
+    top_n: Annotated[int | None, typer.Option("--top-n", help="Keep the best N (default: all).")] = None,
+    device: DeviceOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rerank a list of documents for one query (no index needed)."""
+    from rankfunnel.pipeline import resolve_reranker_spec
+
+    items = read_docs_file(docs)
+    name = resolve_reranker_spec(reranker, device)
+    if name is None:
+        raise InvalidInputError("`rankfunnel rerank` needs a reranker; pass --reranker NAME|PATH or 'auto'.")
+    from rankfunnel.rerank import load_reranker
+
+    skip_hub_retries_if_unreachable(name)
+    model = load_reranker(name, device=device)  # raises RerankerUnavailableError with a plain message
+    if model is None:
+        raise InvalidInputError("`rankfunnel rerank` needs a reranker; pass --reranker NAME|PATH or 'auto'.")
+    ranked = model.rank(query, [text for _, text in items], top_n)
+    rows = [
+        {"rank": r + 1, "index": i, "id": items[i][0], "rerank_score": raw, "score": norm}
+        for r, (i, raw, norm) in enumerate(ranked)
+    ]
+    if as_json:
+        _print_json({"query": query, "reranker": getattr(model, "name", name), "results": rows})
+        return
+    table = Table(title=f"{query!r}  (reranker={getattr(model, 'name', name)})")
+    console = Console()
+    ids = max((len(doc_id) for doc_id, _ in items), default=2)
+    _add_columns(
+        table, {"rank": 4, "index": 5, "id": min(ids, 24), "raw": 7, "score": 6}, "text", console.width
+    )
+    for r, (i, raw, norm) in enumerate(ranked):
+        cells = (
+            str(r + 1),
+            str(i),
+            _escape(items[i][0]),
+            f"{raw:.3f}",
+            f"{norm:.4f}",
+            _escape(_snip(items[i][1], 200)),
+        )
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def info(as_json: JsonFlag = False) -> None:
+    """Devices, library versions, resolved model paths and licence warnings."""
+    from rankfunnel.cli._info import collect_info
+
+    data = collect_info()
+    if as_json:
+        _print_json(data)
+        return
+    console = Console()
+    table = Table(title="rankfunnel info", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for section in ("devices", "versions"):
+        for key, value in data[section].items():
+            table.add_row(f"{section}.{key}", str(value))
+    for role, entry in data["models"].items():
+        where = entry.get("path") or f"[red]{_escape(entry.get('error', 'unresolved'))}[/]"
+        lic = entry.get("licence") or "unknown"
+        table.add_row(f"model.{role}", f"{_escape(entry['name'])} -> {where} (licence: {_escape(lic)})")
+    console.print(table)
+    for warning in data["warnings"]:
+        console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False)

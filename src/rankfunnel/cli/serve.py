@@ -1,0 +1,182 @@
+"""``rankfunnel serve``: the HTTP service (FastAPI + uvicorn) over an index directory and a reranker chain.
+
+Environment variables (read here only, never in the library): ``RANKFUNNEL_INDEX_DIR``,
+``RANKFUNNEL_RERANKER``, ``RANKFUNNEL_DEVICE``, ``RANKFUNNEL_API_KEYS`` (comma-separated; prefer it to
+``--api-key``, which shows in ``ps``), ``RANKFUNNEL_HOST``, ``RANKFUNNEL_PORT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rankfunnel.cli import app
+from rankfunnel.errors import InvalidInputError
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _api_keys(cli_keys: list[str] | None) -> tuple[str, ...]:
+    env = os.environ.get("RANKFUNNEL_API_KEYS", "")
+    keys = [k.strip() for k in env.split(",") if k.strip()] + list(cli_keys or [])
+    return tuple(dict.fromkeys(keys))
+
+
+@app.command()
+def serve(
+    index_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--index-dir",
+            envvar="RANKFUNNEL_INDEX_DIR",
+            help="Index directory for /v1/search (omit: rerank only).",
+        ),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            envvar="RANKFUNNEL_HOST",
+            help="Bind address; 0.0.0.0 exposes the service to the network.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="RANKFUNNEL_PORT")] = 8000,
+    reranker: Annotated[
+        str,
+        typer.Option(
+            "--reranker",
+            "-r",
+            envvar="RANKFUNNEL_RERANKER",
+            help="Primary reranker: model name or path, a spec, 'auto' or 'none'.",
+        ),
+    ] = "auto",
+    fallback: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fallback",
+            help="Fallback reranker tried when the previous one times out or fails (repeatable).",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", envvar="RANKFUNNEL_DEVICE", help="cuda, mps or cpu (default: automatic)."),
+    ] = None,
+    max_wait_ms: Annotated[float, typer.Option(help="Batching window once a request is queued.")] = 3.0,
+    max_batch_tokens: Annotated[int, typer.Option(help="Estimated tokens per model call.")] = 16_384,
+    max_batch_pairs: Annotated[int, typer.Option(help="Pairs per model call at most.")] = 512,
+    max_queue_pairs: Annotated[int, typer.Option(help="Pairs allowed to wait; beyond: 429.")] = 8_192,
+    max_queue_wait_ms: Annotated[
+        float | None, typer.Option(help="Also 429 when the queue would take longer than this to drain.")
+    ] = None,
+    max_inflight: Annotated[int, typer.Option(help="Requests handled at once; beyond: 429.")] = 1024,
+    deadline_ms: Annotated[float, typer.Option(help="Per-request rerank deadline.")] = 10_000.0,
+    attempt_timeout_ms: Annotated[
+        float | None, typer.Option(help="Time one reranker of the chain gets before the next is tried.")
+    ] = None,
+    fail_closed: Annotated[
+        bool,
+        typer.Option("--fail-closed", help="Answer 503 instead of stage-1 results when reranking fails."),
+    ] = False,
+    auto_margin: Annotated[
+        float, typer.Option(help="rerank=auto skips stage 2 above this stage-1 gap.")
+    ] = 0.1,
+    cache_size: Annotated[int, typer.Option(help="Score cache entries (0 disables).")] = 100_000,
+    cache_ttl_s: Annotated[float, typer.Option(help="Score cache time to live.")] = 3_600.0,
+    cache_path: Annotated[Path | None, typer.Option(help="SQLite file for a persistent score cache.")] = None,
+    max_documents: Annotated[int, typer.Option(help="Documents per request.")] = 1000,
+    max_doc_chars: Annotated[int, typer.Option(help="Characters per document.")] = 20_000,
+    max_query_chars: Annotated[int, typer.Option(help="Characters per query.")] = 2_000,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="Accepted API key (repeatable); prefer RANKFUNNEL_API_KEYS."),
+    ] = None,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-remote-code", help="Let model repositories run their own Python code (off by default)."
+        ),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve search and rerank over HTTP (rankfunnel, Cohere v2, ZeroEntropy and TEI shapes).
+
+    Examples:
+        rankfunnel serve --index-dir out/idx --reranker fake --port 8000
+    """
+    args = dict(locals())
+    from rankfunnel.cli.core import handle_errors
+
+    handle_errors(_serve)(**args)
+
+
+def _serve(
+    *,
+    index_dir: Path | None,
+    host: str,
+    port: int,
+    reranker: str,
+    fallback: list[str] | None,
+    device: str | None,
+    max_wait_ms: float,
+    max_batch_tokens: int,
+    max_batch_pairs: int,
+    max_queue_pairs: int,
+    max_queue_wait_ms: float | None,
+    max_inflight: int,
+    deadline_ms: float,
+    attempt_timeout_ms: float | None,
+    fail_closed: bool,
+    auto_margin: float,
+    cache_size: int,
+    cache_ttl_s: float,
+    cache_path: Path | None,
+    max_documents: int,
+    max_doc_chars: int,
+    max_query_chars: int,
+    api_key: list[str] | None,
+    trust_remote_code: bool,
+    log_level: str,
+) -> None:
+    from rankfunnel._optional import require
+    from rankfunnel.pipeline import resolve_reranker_spec
+    from rankfunnel.service import Limits, ServiceConfig, create_app
+
+    uvicorn = require("uvicorn", "server")
+    if not 0 < port < 65536:
+        raise InvalidInputError(f"--port must be between 1 and 65535, got {port}.")
+    if index_dir is not None and not index_dir.exists():
+        raise InvalidInputError(f"--index-dir {index_dir} does not exist; build it with `rankfunnel index`.")
+    keys = _api_keys(api_key)
+    if host not in _LOOPBACK and not keys:
+        logging.getLogger(__name__).warning(
+            "Binding %s without API keys: anyone on the network can use this service. "
+            "Set RANKFUNNEL_API_KEYS or bind 127.0.0.1.",
+            host,
+        )
+    config = ServiceConfig(
+        max_batch_tokens=max_batch_tokens,
+        max_batch_pairs=max_batch_pairs,
+        max_wait_ms=max_wait_ms,
+        max_queue_pairs=max_queue_pairs,
+        max_queue_wait_ms=max_queue_wait_ms,
+        max_inflight=max_inflight,
+        deadline_ms=deadline_ms,
+        fail_open=not fail_closed,
+        attempt_timeout_ms=attempt_timeout_ms,
+        auto_margin=auto_margin,
+        cache_size=cache_size,
+        cache_ttl_s=cache_ttl_s,
+        cache_path=str(cache_path) if cache_path else None,
+        api_keys=keys,
+        limits=Limits(
+            max_documents=max_documents, max_doc_chars=max_doc_chars, max_query_chars=max_query_chars
+        ),
+        trust_remote_code=trust_remote_code,
+    )
+    specs = [s for s in (resolve_reranker_spec(x, device) for x in [reranker, *(fallback or [])]) if s]
+    application = create_app(config, index_dir=index_dir, reranker_specs=specs, device=device)
+    uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="on")

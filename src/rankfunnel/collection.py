@@ -1,0 +1,81 @@
+"""Collections: :func:`open_collection` picks a backend; :class:`LocalCollection` is the embedded default.
+
+- :class:`LocalCollection` (``rankfunnel.index.local``): an index directory with SQLite documents, a Faiss
+  index and a BM25 index; exact or HNSW search, metadata filters, hybrid fusion, atomic writes.
+- ``MilvusCollection`` (``rankfunnel.index.milvus``, extra ``milvus``): Milvus Lite files and Milvus servers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rankfunnel.errors import InvalidInputError, OptionalDependencyError
+from rankfunnel.index.local import LocalCollection
+from rankfunnel.index.local_files import DOCS, MANIFEST
+from rankfunnel.protocols import Embedder
+
+__all__ = ["LocalCollection", "open_collection"]
+
+
+def _looks_like_milvus(target: str) -> bool:
+    if target.startswith(("http://", "https://", "tcp://", "grpc://")):
+        return True
+    return target.endswith(".db") and not Path(target).is_dir()
+
+
+def open_collection(
+    path_or_uri: str | os.PathLike[str],
+    *,
+    backend: str = "auto",
+    embedder: Embedder | None = None,
+    create: bool = False,
+    **opts: Any,
+) -> Any:
+    """Open (or, with ``create=True``, open-or-create) a collection.
+
+    Args:
+        path_or_uri: An index directory (faiss) or a Milvus URI (``http(s)://...``, a Milvus Lite ``.db``).
+        backend: ``auto`` (milvus for such URIs, else faiss), ``faiss`` or ``milvus``.
+        embedder: The embedder; None uses the one recorded in the index (or all-MiniLM-L6-v2 when creating).
+        create: Create the collection when it does not exist yet.
+        **opts: For faiss: ``index_type``, ``hnsw_m``, ``ef_construction``, ``ef_search``, ``fusion``,
+            ``device``.
+
+    Examples:
+        >>> col = open_collection("out/my-index", create=True)  # doctest: +SKIP
+        >>> col = open_collection("http://localhost:19530", embedder=emb)  # doctest: +SKIP
+    """
+    target = os.fspath(path_or_uri)
+    if backend not in ("auto", "faiss", "milvus"):
+        raise InvalidInputError(f"backend={backend!r} is unknown; use 'auto', 'faiss' or 'milvus'.")
+    if backend == "milvus" or (backend == "auto" and _looks_like_milvus(target)):
+        try:
+            from rankfunnel.index.milvus import MilvusCollection
+        except ImportError as exc:
+            raise OptionalDependencyError(
+                f"The Milvus backend is not available ({exc}). "
+                "Install it with: pip install 'rankfunnel[milvus]'"
+            ) from exc
+        return MilvusCollection(target, embedder=embedder, create=create, **opts)
+    path = Path(target)
+    fusion = opts.pop("fusion", None)
+    if (path / DOCS).exists() or (path / MANIFEST).exists() or not create:
+        ef = opts.pop("ef_search", None)
+        device = opts.pop("device", None)
+        opts.pop("index_type", None)
+        opts = {
+            k: v
+            for k, v in opts.items()
+            if k not in ("hnsw_m", "ef_construction", "exact_filter_max", "compact_ratio")
+        }
+        if opts:
+            raise InvalidInputError(f"Unknown options for a faiss collection: {sorted(opts)}.")
+        return LocalCollection.open(path, embedder, fusion=fusion, device=device, ef_search=ef)
+    if embedder is None:
+        from rankfunnel.embed import SentenceTransformerEmbedder
+
+        embedder = SentenceTransformerEmbedder(device=opts.pop("device", None))
+    opts.pop("device", None)
+    return LocalCollection.create(path, embedder, fusion=fusion, **opts)

@@ -1,0 +1,155 @@
+r"""BM25 over the stored title + text, with bm25s.
+
+The index is built over all documents of a :class:`rankfunnel.store.DocStore` in key order and saved in
+``bm25/`` of the index directory together with ``keys.npy`` (row -> document key) and ``state.json`` (the
+store generation it was built at). It is a cache: after an add or delete it is rebuilt on the next lexical
+search, and a directory whose state does not match the store is rebuilt rather than trusted.
+
+Tokenisation: lower-cased ``\w\w+`` tokens with bm25s's English stop words, no stemming (so that an index
+reads the same everywhere, whether or not PyStemmer is installed). Scoring: Lucene BM25, ``k1=0.9``,
+``b=0.4`` (the Anserini defaults used by the BEIR reference figures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankfunnel._optional import require
+from rankfunnel.errors import IndexCorruptError
+
+STATE_FILE = "state.json"
+KEYS_FILE = "keys.npy"
+FORMAT = 1
+
+
+def _bm25s() -> Any:
+    return require("bm25s", "core")
+
+
+def tokenize(texts: list[str], *, show_progress: bool = False) -> list[list[str]]:
+    """The tokens BM25 indexes and queries with (lower-cased words, English stop words removed)."""
+    out = _bm25s().tokenize(texts, stopwords="en", return_ids=False, show_progress=show_progress)
+    return [list(t) for t in out]
+
+
+class BM25Index:
+    """A bm25s index whose rows map to document keys.
+
+    Examples:
+        >>> import numpy as np
+        >>> bm = BM25Index.build([(np.array([5, 9]), ["red apples", "green pears"])])
+        >>> [key for key, _ in bm.search("apples", 5)]
+        [5]
+    """
+
+    def __init__(self, retriever: Any, keys: np.ndarray, generation: int, k1: float, b: float) -> None:
+        self._retriever = retriever
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.generation = generation
+        self.k1, self.b = k1, b
+        self._row_of = {int(k): i for i, k in enumerate(self.keys)}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def build(
+        cls,
+        chunks: Iterable[tuple[np.ndarray, list[str]]],
+        *,
+        generation: int = 0,
+        k1: float = 0.9,
+        b: float = 0.4,
+        show_progress: bool = False,
+    ) -> BM25Index:
+        """Index ``(keys, texts)`` chunks, tokenised one at a time (raw texts are never all in memory)."""
+        bm25s = _bm25s()
+        keys: list[np.ndarray] = []
+        tokens: list[list[str]] = []
+        for chunk_keys, texts in chunks:
+            keys.append(np.asarray(chunk_keys, dtype=np.int64))
+            tokens.extend(tokenize(texts, show_progress=show_progress))
+        all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+        retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+        if tokens:
+            retriever.index(tokens, show_progress=show_progress)
+        return cls(retriever if tokens else None, all_keys, generation, k1, b)
+
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top-``k`` ``(key, score)`` with a positive score, best first (ties: lower key first).
+
+        Documents that share no term with the query are not returned, so there may be fewer than ``k``.
+        """
+        if self._retriever is None or k <= 0:
+            return []
+        q = [t for t in tokenize([query])[0] if t in self._retriever.vocab_dict]
+        if not q:
+            return []
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(len(self.keys), dtype=np.float32)
+            rows = [self._row_of[int(a)] for a in allowed if int(a) in self._row_of]
+            mask[rows] = 1.0
+        scores = np.asarray(self._retriever.get_scores(q, weight_mask=mask), dtype=np.float32)
+        positive = np.flatnonzero(scores > 0)
+        if positive.size > k:
+            part = np.argpartition(-scores[positive], k - 1)[:k]
+            positive = positive[part]
+        order = positive[np.lexsort((self.keys[positive], -scores[positive]))]
+        return [(int(self.keys[i]), float(scores[i])) for i in order]
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write to a sibling temp folder, then swap it in.
+
+        A crash leaves an old or absent folder, never a mixed one; a missing or stale folder is rebuilt.
+        """
+        directory = Path(directory)
+        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self._retriever is not None:
+            self._retriever.save(str(tmp), show_progress=False)
+        np.save(tmp / KEYS_FILE, self.keys)
+        state = {
+            "format": FORMAT,
+            "generation": self.generation,
+            "k1": self.k1,
+            "b": self.b,
+            "empty": self._retriever is None,
+        }
+        (tmp / STATE_FILE).write_text(json.dumps(state))
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> BM25Index:
+        directory = Path(directory)
+        try:
+            state = json.loads((directory / STATE_FILE).read_text())
+            keys = np.load(directory / KEYS_FILE)
+            retriever = (
+                None if state.get("empty") else _bm25s().BM25.load(str(directory), show_progress=False)
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorruptError(f"Cannot read the BM25 index in {directory} ({exc}).") from exc
+        return cls(retriever, keys, int(state["generation"]), float(state["k1"]), float(state["b"]))
+
+    @staticmethod
+    def saved_generation(directory: str | Path) -> int | None:
+        """The store generation a saved index was built at, or None when absent or unreadable."""
+        try:
+            state = json.loads((Path(directory) / STATE_FILE).read_text())
+            return int(state["generation"]) if state.get("format") == FORMAT else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

@@ -1,0 +1,187 @@
+"""A faster CPU path for BERT-style cross-encoders: token-budget batches and int8 / bf16 compute.
+
+Hand-written batching (instead of sentence-transformers' fixed-count batches) because it is the part
+that removes padding waste: pairs are tokenised once, sorted by token length, and cut into batches whose
+padded size (``rows x longest row``) stays under ``token_budget``; scores come back in input order.
+Compute routes:
+
+- ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (int8 weights, fbgemm).
+- ``torch-bf16``: bf16 weights, for CPUs with AMX / AVX512-BF16 (oneDNN picks the kernels).
+- ``onnx-fp32`` / ``onnx-int8``: the model exported once with ``torch.onnx``, optionally dynamically quantised
+  with ``onnxruntime.quantization``, cached beside the model (or under ``~/.cache/rankfunnel``).
+- ``torch-fp32``: the same batching in full precision (the reference for agreement checks).
+
+``route="auto"`` uses :data:`DEFAULT_CPU_ROUTE`, chosen by ``bench/rerank_encoder.py`` measurements (see
+``docs/benchmarks.md``). Scores agree with :class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` to
+float tolerance on ``torch-fp32`` and in rank (Spearman) on the reduced-precision routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
+from rankfunnel.models import resolve_model, warn_if_non_commercial
+from rankfunnel.rerank.base import BaseReranker, Calibration
+from rankfunnel.rerank.cross_encoder import check_pairs, unavailable
+from rankfunnel.rerank.onnx_cache import OnnxEncoder
+
+log = logging.getLogger(__name__)
+
+ROUTES = ("torch-fp32", "torch-int8", "torch-bf16", "onnx-fp32", "onnx-int8")
+DEFAULT_CPU_ROUTE = "torch-int8"
+SUPPORTED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta-v2"})
+
+
+def fast_path_available(model_type: str) -> bool:
+    """True when the CPU fast path supports this ``config.model_type`` (encoder-only classifiers)."""
+    return model_type in SUPPORTED_MODEL_TYPES
+
+
+def token_budget_batches(lengths: Sequence[int], token_budget: int, max_rows: int) -> list[np.ndarray]:
+    """Indices of length-sorted batches whose padded size ``rows * longest`` stays within ``token_budget``.
+
+    A single sequence longer than the budget still gets a batch of its own.
+
+    Examples:
+        >>> [b.tolist() for b in token_budget_batches([5, 1, 3, 2], token_budget=6, max_rows=8)]
+        [[1, 3, 2], [0]]
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while (end < len(order) and end - start < max_rows
+               and lengths[order[end]] * (end - start + 1) <= token_budget):
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+class FastEncoderReranker(BaseReranker):
+    """CPU reranker for BERT-style cross-encoders: token-budget batches plus an int8 / bf16 / ONNX route.
+
+    Args:
+        model: Hub id or local folder of a sequence-classification cross-encoder.
+        device: Only ``cpu`` (or None/``auto``) is supported; use ``CrossEncoderReranker`` on GPUs.
+        route: One of :data:`ROUTES`, or ``auto`` for :data:`DEFAULT_CPU_ROUTE`.
+        token_budget: Upper bound on padded tokens per forward pass (bounds memory, removes padding waste).
+        batch_size: Upper bound on pairs per forward pass.
+        max_length: Token limit per pair (longest-first truncation, like sentence-transformers); default the
+            model's limit.
+        calibration: Normalisation of raw scores; default ``sigmoid(logit)``.
+        threads: torch intra-op threads for the torch routes / onnxruntime session threads; None leaves the
+            torch setting alone and gives onnxruntime the torch setting.
+        cache_dir: Where exported ONNX files go when the model folder is not writable.
+
+    Examples:
+        >>> r = FastEncoderReranker("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
+        >>> r.score("IndexError?", ["list index out of range ...", "pricing rules"])  # doctest: +SKIP
+        array([ 7.9, -11.2], dtype=float32)
+    """
+
+    def __init__(self, model: str | Path, *, device: str | None = None, route: str = "auto",
+                 token_budget: int = 8192, batch_size: int | None = 64, max_length: int | None = None,
+                 calibration: Calibration | None = None, threads: int | None = None,
+                 cache_dir: str | Path | None = None) -> None:
+        if device not in (None, "auto", "cpu"):
+            raise InvalidInputError(f"FastEncoderReranker runs on CPU only, got device={device!r}; "
+                                    "use CrossEncoderReranker (or load_reranker) on GPUs.")
+        route = DEFAULT_CPU_ROUTE if route == "auto" else route
+        if route not in ROUTES:
+            raise InvalidInputError(f"route={route!r} is unknown; use one of auto, {', '.join(ROUTES)}.")
+        if token_budget < 16:
+            raise InvalidInputError(f"token_budget must be >= 16, got {token_budget}.")
+        self.name = str(model)
+        self.route = route
+        self.token_budget = int(token_budget)
+        self.max_rows = int(batch_size or 64)
+        if self.max_rows < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}.")
+        self.threads = threads
+        self.calibration = calibration or Calibration(temperature=1.0)
+        try:
+            self.path = resolve_model(self.name)
+        except RankfunnelError as exc:
+            raise unavailable(self.name, exc) from exc
+        self.licence = warn_if_non_commercial(self.name, self.path)
+        self._onnx: OnnxEncoder | None = None
+        self._torch: Any = None
+        try:
+            self._load(max_length, cache_dir)
+        except RankfunnelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - loader failures become one plain error
+            raise unavailable(self.name, exc) from exc
+
+    def _load(self, max_length: int | None, cache_dir: str | Path | None) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=torch.float32).eval()
+        limit = min(int(getattr(self.tokenizer, "model_max_length", 512) or 512),
+                    int(getattr(model.config, "max_position_embeddings", 512) or 512))
+        self.max_length = min(limit, max_length) if max_length else limit
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.route == "torch-int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif self.route == "torch-bf16":
+            model = model.to(torch.bfloat16)
+        if self.route.startswith("onnx"):
+            self._onnx = OnnxEncoder.build(model, self.tokenizer, self.path,
+                                           quantise=self.route == "onnx-int8", cache_dir=cache_dir,
+                                           threads=self.threads or torch.get_num_threads())
+        else:
+            self._torch = model
+        self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
+                             if n in self.tokenizer.model_input_names]
+
+    def _forward(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx.run(features)
+        import torch
+
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v) for k, v in features.items()}
+            logits = self._torch(**inputs).logits
+        return logits.float().numpy()
+
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Raw scores (float32 logits) for (query, document) pairs, in input order.
+
+        Raises:
+            InvalidInputError: A pair is not two strings.
+            RerankerUnavailableError: The model failed while scoring.
+        """
+        checked = check_pairs(pairs)
+        if not checked:
+            return np.zeros(0, dtype=np.float32)
+        enc = self.tokenizer([q for q, _ in checked], [d for _, d in checked], truncation="longest_first",
+                             max_length=self.max_length, padding=False)
+        ids: list[list[int]] = enc["input_ids"]
+        lengths = [len(x) for x in ids]
+        out = np.empty(len(checked), dtype=np.float32)
+        try:
+            for batch in token_budget_batches(lengths, self.token_budget, self.max_rows):
+                rows: list[dict[str, Any]] = [{k: enc[k][i] for k in self._input_names} for i in batch]
+                padded = self.tokenizer.pad(rows, padding=True, return_tensors="np")  # type: ignore[arg-type]
+                features: dict[str, np.ndarray] = {
+                    k: np.asarray(padded[k], dtype=np.int64) for k in self._input_names}
+                logits = self._forward(features)
+                out[batch] = logits[:, -1] if logits.ndim == 2 else logits.reshape(-1)
+        except Exception as exc:  # noqa: BLE001
+            raise RerankerUnavailableError(
+                f"Reranker {self.name!r} ({self.route}) failed while scoring {len(checked)} pairs "
+                f"({type(exc).__name__}: {exc}). Fix: lower token_budget, or pass fast=False for the "
+                "reference path."
+            ) from exc
+        return out

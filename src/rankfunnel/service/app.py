@@ -1,0 +1,334 @@
+"""FastAPI app factory: lifespan that loads models once, one error handler, API keys, metrics middleware.
+
+Routes live in :mod:`rankfunnel.service.routes`; batching, caching and fallbacks in
+:class:`~rankfunnel.service.engine.RerankEngine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from rankfunnel._optional import require
+from rankfunnel.errors import (
+    DocumentNotFoundError,
+    InvalidInputError,
+    ModelNotFoundError,
+    OptionalDependencyError,
+    OverloadedError,
+    RankfunnelError,
+    RerankerUnavailableError,
+)
+from rankfunnel.rerank.base import BaseReranker
+from rankfunnel.service.config import ServiceConfig
+from rankfunnel.service.engine import NotConfiguredError, RerankEngine
+from rankfunnel.service.limits import LimitExceededError
+from rankfunnel.service.metrics import ServiceMetrics
+
+require("fastapi", "server")
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+#: Paths answered without an API key (probes of orchestrators carry none).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+_KNOWN_ROUTES = (
+    "/v1/search",
+    "/v2/rerank",
+    "/v1/rerank",
+    "/v1/models/rerank",
+    "/rerank",
+    "/v1/documents",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
+
+
+def status_for(exc: RankfunnelError) -> int:
+    """The HTTP status code of a library error."""
+    if isinstance(exc, LimitExceededError):
+        return exc.status
+    if isinstance(exc, InvalidInputError):
+        return 422
+    if isinstance(exc, DocumentNotFoundError):
+        return 404
+    if isinstance(exc, OverloadedError):
+        return 429
+    if isinstance(exc, (NotConfiguredError, OptionalDependencyError)):
+        return 501
+    if isinstance(exc, (RerankerUnavailableError, ModelNotFoundError)):
+        return 503
+    return 500
+
+
+def error_response(exc: RankfunnelError) -> JSONResponse:
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, OverloadedError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif status == 503:
+        headers["Retry-After"] = "1"
+    return JSONResponse(
+        {"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers
+    )
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        msg = next(str(e.get("msg")) for e in errors if e.get("type") == "json_invalid")
+        return JSONResponse(
+            {"detail": f"Malformed JSON body ({msg}); send a valid JSON object.", "error": "MalformedJSON"},
+            status_code=400,
+        )
+    parts = []
+    for e in errors[:10]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{loc}: {e.get('msg')}")
+    return JSONResponse(
+        {
+            "detail": "Invalid request: " + "; ".join(parts),
+            "error": "ValidationError",
+            "errors": [
+                {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+                for e in errors[:50]
+            ],
+        },
+        status_code=422,
+    )
+
+
+def api_key_ok(presented: str | None, keys: Sequence[str]) -> bool:
+    """Constant-time check of ``presented`` against every configured key (no early exit)."""
+    if presented is None:
+        return False
+    given = presented.encode("utf-8", "surrogateescape")
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(given, key.encode("utf-8"))
+    return ok
+
+
+def _presented_key(headers: Any) -> str | None:
+    auth = headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return str(auth[7:].strip())
+    key = headers.get("x-api-key")
+    return str(key) if key is not None else None
+
+
+def _route_label(path: str) -> str:
+    if path.startswith("/v1/documents/"):
+        return "/v1/documents/{id}"
+    return path if path in _KNOWN_ROUTES else "other"
+
+
+class _MetricsAndAuth:
+    """Pure ASGI middleware (streaming-safe): API keys, in-flight limit, request counts and total latency."""
+
+    def __init__(self, app: Any, *, metrics: ServiceMetrics, keys: Sequence[str], max_inflight: int) -> None:
+        self.app, self.metrics, self.keys = app, metrics, tuple(keys)
+        self.max_inflight = max_inflight
+        self.inflight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        route = _route_label(path)
+        if self.keys and path not in PUBLIC_PATHS:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if not api_key_ok(_presented_key(headers), self.keys):
+                self.metrics.requests.labels(route=route, status="401").inc()
+                resp = JSONResponse(
+                    {
+                        "detail": "Missing or wrong API key: send 'Authorization: Bearer KEY' or "
+                        "'X-API-Key: KEY'.",
+                        "error": "Unauthorized",
+                    },
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await resp(scope, receive, send)
+                return
+        if self.inflight >= self.max_inflight and path not in PUBLIC_PATHS and route != "/metrics":
+            self.metrics.requests.labels(route=route, status="429").inc()
+            self.metrics.rejected.inc()
+            resp = JSONResponse(
+                {
+                    "detail": f"Too many requests in flight (max_inflight={self.max_inflight}); retry soon.",
+                    "error": "OverloadedError",
+                },
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
+            await resp(scope, receive, send)
+            return
+        status = {"code": 500}
+        t0 = time.perf_counter()
+        self.inflight += 1
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                # Server-Timing: time in the app until the response starts (lets clients split off queueing)
+                dur = f"app;dur={(time.perf_counter() - t0) * 1e3:.1f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", dur)]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.inflight -= 1
+            self.metrics.requests.labels(route=route, status=str(status["code"])).inc()
+            if route not in ("/metrics", "/healthz", "/readyz", "other"):
+                self.metrics.latency.labels(stage="total").observe(time.perf_counter() - t0)
+
+
+def load_chain(
+    specs: Sequence[str], *, device: str | None = None, trust_remote_code: bool = False
+) -> list[BaseReranker]:
+    """Load the fallback chain (primary first); ``"none"`` entries are dropped.
+
+    Raises:
+        RerankerUnavailableError: a model cannot be loaded (the message names the fix).
+    """
+    from rankfunnel.rerank import load_reranker
+
+    out: list[BaseReranker] = []
+    for spec in specs:
+        plain_model = spec.lower() not in {"fake", "none", "auto"} and ":" not in spec and "," not in spec
+        if trust_remote_code and plain_model:  # load_reranker never enables remote code; this is the opt-in
+            from rankfunnel.rerank.cross_encoder import CrossEncoderReranker
+
+            out.append(CrossEncoderReranker(spec, device=device, trust_remote_code=True))
+            continue
+        r = load_reranker(spec, device=device)
+        if r is not None:
+            out.append(r)
+    return out
+
+
+def create_app(
+    config: ServiceConfig | None = None,
+    *,
+    pipeline: Any = None,
+    rerankers: Sequence[BaseReranker] | None = None,
+    index_dir: str | Path | None = None,
+    reranker_specs: Sequence[str] = (),
+    device: str | None = None,
+    embedder: Any = None,
+) -> FastAPI:
+    """Build the FastAPI app. Models and the index load once, in the lifespan.
+
+    Pass ready objects (``pipeline``, ``rerankers``) in tests and embedding code, or names
+    (``index_dir``, ``reranker_specs``: the fallback chain, primary first) for the CLI.
+
+    Args:
+        config: Service configuration (default :class:`ServiceConfig`).
+        pipeline: A :class:`~rankfunnel.pipeline.Pipeline` for ``/v1/search`` and document updates.
+        rerankers: Ready rerankers (the fallback chain, primary first).
+        index_dir: Index directory to open when ``pipeline`` is None.
+        reranker_specs: :func:`~rankfunnel.rerank.load_reranker` specs to load when ``rerankers`` is None.
+        device: Device for loaded models.
+        embedder: Embedder for opening ``index_dir`` (default: the one the index was built with).
+
+    Examples:
+        >>> from rankfunnel.rerank.fake import FakeReranker
+        >>> app = create_app(ServiceConfig(), rerankers=[FakeReranker()])
+        >>> app.title
+        'rankfunnel'
+    """
+    cfg = config or ServiceConfig()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        chain = (
+            list(rerankers)
+            if rerankers is not None
+            else await asyncio.to_thread(
+                load_chain, list(reranker_specs), device=device, trust_remote_code=cfg.trust_remote_code
+            )
+        )
+        engine = RerankEngine(chain, cfg, pipeline=pipeline, metrics=metrics)
+        if pipeline is None and index_dir is not None:
+            from rankfunnel.pipeline import Pipeline
+
+            engine.pipeline = await engine.in_collection_thread(
+                Pipeline.from_dir, index_dir, reranker="none", embedder=embedder, device=device
+            )
+        app.state.engine = engine
+        await engine.start()
+        log.info(
+            "rankfunnel service ready: rerankers=%s index=%s",
+            [r.name for r in chain],
+            index_dir if pipeline is None else "given",
+        )
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = FastAPI(
+        title="rankfunnel",
+        version=_version(),
+        lifespan=lifespan,
+        description="Two-stage search and reranking (rankfunnel, Cohere v2, ZeroEntropy and TEI shapes).",
+        max_body_size=cfg.limits.max_body_bytes,
+    )
+    app.state.config = cfg
+    app.state.metrics = metrics
+
+    @app.exception_handler(RankfunnelError)
+    async def _on_rankfunnel_error(request: Request, exc: RankfunnelError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+    @app.exception_handler(UnicodeDecodeError)
+    async def _on_unicode_error(request: Request, exc: UnicodeDecodeError) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": f"The body is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                "send UTF-8 encoded JSON.",
+                "error": "BadEncoding",
+            },
+            status_code=400,
+        )
+
+    @app.exception_handler(Exception)
+    async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {
+                "detail": f"Internal error ({type(exc).__name__}); see the server log and report it.",
+                "error": "InternalError",
+            },
+            status_code=500,
+        )
+
+    from rankfunnel.service.routes import router
+
+    app.include_router(router)
+    app.add_middleware(_MetricsAndAuth, metrics=metrics, keys=cfg.api_keys, max_inflight=cfg.max_inflight)
+    return app
+
+
+def _version() -> str:
+    from rankfunnel import __version__
+
+    return __version__

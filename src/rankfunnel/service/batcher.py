@@ -1,0 +1,291 @@
+"""Async micro-batching across requests: one model worker per reranker (device), token-budget batches.
+
+Concurrent requests put their (query, document) pairs on a bounded queue. One worker task takes whole
+requests off the queue until the batch's token budget (or pair cap) is reached or ``max_wait_ms`` passed,
+then runs the blocking ``reranker.predict`` in its own single thread, so the event loop stays free and the
+model never runs two calls at once. A full queue raises :class:`~rankfunnel.errors.OverloadedError` with a
+``retry_after`` estimated from the measured throughput (the service answers 429 + Retry-After).
+
+No FastAPI import: the CLI and the benchmarks use this module too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rankfunnel.errors import OverloadedError, RerankerUnavailableError
+from rankfunnel.protocols import Reranker
+
+log = logging.getLogger(__name__)
+
+#: Characters per token used to estimate a pair's length without running a tokenizer.
+CHARS_PER_TOKEN = 4
+#: Tokens added per pair for special tokens and templates.
+PAIR_OVERHEAD_TOKENS = 8
+
+
+def estimate_tokens(pairs: Sequence[tuple[str, str]]) -> int:
+    """A cheap estimate of the tokens of ``pairs`` (characters / 4 + a fixed overhead per pair)."""
+    return sum((len(q) + len(d)) // CHARS_PER_TOKEN + PAIR_OVERHEAD_TOKENS for q, d in pairs)
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    pairs: Sequence[tuple[str, str]]
+    tokens: int
+    future: asyncio.Future[np.ndarray]
+    enqueued: float = field(default_factory=time.perf_counter)
+    taken: bool = False
+
+
+BatchObserver = Callable[[int, int, float], None]
+"""Called after each model call with (pairs, requests, seconds)."""
+
+
+class MicroBatcher:
+    """Gathers pairs from concurrent requests into token-budget batches for one model worker.
+
+    Args:
+        reranker: Anything with ``predict(pairs) -> raw scores`` (e.g. a ``BaseReranker``).
+        max_batch_tokens: Estimated tokens per model call; a single larger request runs alone.
+        max_batch_pairs: Pairs per model call at most (a single larger request runs alone).
+        max_wait_ms: How long to wait for more requests once one is queued and the model is idle.
+        max_queue_pairs: Pairs allowed to wait; more raises :class:`OverloadedError`.
+        max_queue_wait_ms: Also raise it when the queue would take longer than this to drain at the measured
+            throughput (None: no such check).
+        on_batch: Optional observer called after each model call (for metrics).
+
+    Examples:
+        >>> import asyncio
+        >>> from rankfunnel.rerank.fake import FakeReranker
+        >>> async def main():
+        ...     async with MicroBatcher(FakeReranker()) as b:
+        ...         return await asyncio.gather(b.predict([("red", "red car")]), b.predict([("car", "boat")]))
+        >>> [a.tolist() for a in asyncio.run(main())]
+        [[10.0], [0.0]]
+    """
+
+    def __init__(
+        self,
+        reranker: Reranker,
+        *,
+        max_batch_tokens: int = 16_384,
+        max_batch_pairs: int = 512,
+        max_wait_ms: float = 3.0,
+        max_queue_pairs: int = 8_192,
+        max_queue_wait_ms: float | None = None,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        self.reranker = reranker
+        self.name = str(getattr(reranker, "name", type(reranker).__name__))
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_pairs = max_batch_pairs
+        self.max_wait_s = max_wait_ms / 1e3
+        self.max_queue_pairs = max_queue_pairs
+        self.max_queue_wait_s = None if max_queue_wait_ms is None else max_queue_wait_ms / 1e3
+        self.on_batch = on_batch
+        self._queue: deque[_Item] = deque()
+        self._pending_pairs = 0
+        self._busy_pairs = 0
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = True
+        self._pairs_per_s = 0.0  # exponentially weighted throughput, for Retry-After
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the worker task (and its model thread) on the running event loop."""
+        if self._task is not None:
+            return
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rankfunnel-{self.name}")
+        self._closed = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop accepting work, fail what is still queued, and stop the worker."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(
+                    OverloadedError("The service is shutting down; retry shortly.", 1.0)
+                )
+        self._pending_pairs = 0
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def __aenter__(self) -> MicroBatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- state ----------------------------------------------------------------------------------------------
+    @property
+    def queue_pairs(self) -> int:
+        """Pairs waiting for the model (not counting the batch being scored)."""
+        return self._pending_pairs
+
+    @property
+    def busy_pairs(self) -> int:
+        """Pairs in the model call now running."""
+        return self._busy_pairs
+
+    def retry_after(self) -> float:
+        """Seconds until the queue has likely drained (at least 1)."""
+        if self._pairs_per_s <= 0:
+            return 1.0
+        return float(max(1, math.ceil((self._pending_pairs + self._busy_pairs) / self._pairs_per_s)))
+
+    # -- scoring --------------------------------------------------------------------------------------------
+    async def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Raw scores for ``pairs``, scored together with other requests' pairs.
+
+        Raises:
+            OverloadedError: the queue is full (or the batcher is stopped).
+            RerankerUnavailableError: the model returned unusable output.
+            Exception: whatever the model raised while scoring this request's batch.
+        """
+        n = len(pairs)
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        if self._closed or self._wakeup is None:
+            raise OverloadedError(
+                "The reranker worker is not running (starting or shutting down); retry shortly.", 1.0
+            )
+        if self._pending_pairs > 0 and self._pending_pairs + n > self.max_queue_pairs:
+            wait = self.retry_after()
+            raise OverloadedError(
+                f"The rerank queue is full ({self._pending_pairs} pairs waiting, limit max_queue_pairs="
+                f"{self.max_queue_pairs}); retry after {wait:.0f} s or send fewer documents.",
+                wait,
+            )
+        if self.max_queue_wait_s is not None and self._pairs_per_s > 0 and self._pending_pairs > 0:
+            drain_s = (self._pending_pairs + self._busy_pairs + n) / self._pairs_per_s
+            if drain_s > self.max_queue_wait_s:
+                wait = self.retry_after()
+                raise OverloadedError(
+                    f"The rerank queue would take {drain_s:.1f} s to drain (limit max_queue_wait_ms="
+                    f"{self.max_queue_wait_s * 1e3:.0f}); retry after {wait:.0f} s.",
+                    wait,
+                )
+        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        item = _Item(pairs=pairs, tokens=estimate_tokens(pairs), future=fut)
+        self._queue.append(item)
+        self._pending_pairs += n
+        self._wakeup.set()
+        try:
+            return await fut
+        except asyncio.CancelledError:  # deadline hit: drop the request if the model has not taken it yet
+            if not item.taken:
+                item.taken = True
+                self._pending_pairs -= n
+            raise
+
+    def _take_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        tokens = pairs = 0
+        while self._queue:
+            item = self._queue[0]
+            if item.taken or item.future.done():  # cancelled while waiting
+                self._queue.popleft()
+                continue
+            if batch and (
+                tokens + item.tokens > self.max_batch_tokens or pairs + len(item.pairs) > self.max_batch_pairs
+            ):
+                break
+            self._queue.popleft()
+            item.taken = True
+            self._pending_pairs -= len(item.pairs)
+            batch.append(item)
+            tokens += item.tokens
+            pairs += len(item.pairs)
+        return batch
+
+    def _budget_full(self) -> bool:
+        tokens = pairs = 0
+        for item in self._queue:
+            if item.taken or item.future.done():
+                continue
+            tokens += item.tokens
+            pairs += len(item.pairs)
+            if tokens >= self.max_batch_tokens or pairs >= self.max_batch_pairs:
+                return True
+        return False
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None and self._executor is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            fill_until = loop.time() + self.max_wait_s
+            while not self._budget_full():
+                left = fill_until - loop.time()
+                if left <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), left)
+                except TimeoutError:
+                    break
+            batch = self._take_batch()
+            if not batch:
+                continue
+            await self._score(loop, batch)
+
+    async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        assert self._executor is not None
+        all_pairs = [p for item in batch for p in item.pairs]
+        self._busy_pairs = len(all_pairs)
+        t0 = time.perf_counter()
+        try:
+            raw = await loop.run_in_executor(self._executor, self.reranker.predict, all_pairs)
+            raw = np.asarray(raw, dtype=np.float32).reshape(-1)
+            if raw.shape[0] != len(all_pairs):
+                raise RerankerUnavailableError(
+                    f"Reranker {self.name!r} returned {raw.shape[0]} scores for {len(all_pairs)} pairs; "
+                    "check its predict() implementation."
+                )
+            if not np.all(np.isfinite(raw)):
+                raise RerankerUnavailableError(
+                    f"Reranker {self.name!r} returned non-finite scores; check the model dtype (try fp32)."
+                )
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request, which decides (fail open/closed)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        finally:
+            self._busy_pairs = 0
+        dt = time.perf_counter() - t0
+        rate = len(all_pairs) / dt if dt > 0 else 0.0
+        self._pairs_per_s = rate if self._pairs_per_s == 0 else 0.8 * self._pairs_per_s + 0.2 * rate
+        if self.on_batch is not None:
+            self.on_batch(len(all_pairs), len(batch), dt)
+        start = 0
+        for item in batch:
+            part = raw[start : start + len(item.pairs)]
+            start += len(item.pairs)
+            if not item.future.done():
+                item.future.set_result(part)

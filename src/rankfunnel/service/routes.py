@@ -1,0 +1,267 @@
+"""HTTP routes: small translations between wire shapes and :class:`~rankfunnel.service.engine.RerankEngine`.
+
+The direct rerank endpoints (Cohere, ZeroEntropy, TEI) have no field to say "not reranked", so when every
+reranker of the chain fails they answer 503 + Retry-After (the caller keeps its own order); ``/v1/search``
+fails open (stage-1 order, ``reranked: false``, a reason) unless the server is configured to fail closed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from rankfunnel.errors import RankfunnelError, RerankerUnavailableError
+from rankfunnel.service.batcher import CHARS_PER_TOKEN, estimate_tokens
+from rankfunnel.service.engine import RerankEngine, Scored
+from rankfunnel.service.limits import check_documents, check_query, check_top
+from rankfunnel.service.schemas import (
+    CohereDocument,
+    CohereRerankRequest,
+    CohereRerankResponse,
+    CohereResult,
+    DeleteResponse,
+    DocumentsRequest,
+    DocumentsResponse,
+    SearchRequest,
+    SearchResponse,
+    TEIRank,
+    TEIRerankRequest,
+    ZeroEntropyRerankRequest,
+    ZeroEntropyRerankResponse,
+    ZeroEntropyResult,
+)
+from rankfunnel.types import Document
+
+router = APIRouter()
+
+
+def engine_of(request: Request) -> RerankEngine:
+    engine: RerankEngine | None = getattr(request.app.state, "engine", None)
+    if engine is None or not engine.ready:
+        raise RerankerUnavailableError(
+            "The service is still starting (models loading); retry in a few seconds."
+        )
+    return engine
+
+
+# -- health --
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: models loaded and workers running (503 otherwise)."""
+    engine: RerankEngine | None = getattr(request.app.state, "engine", None)
+    if engine is None or not engine.ready:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    return JSONResponse(
+        {
+            "status": "ready",
+            "rerankers": [str(r.name) for r in engine.rerankers],
+            "index": engine.pipeline is not None,
+            "queue_pairs": sum(b.queue_pairs for b in engine.batchers),
+        }
+    )
+
+
+@router.get("/metrics", tags=["ops"])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    m = request.app.state.metrics
+    engine: RerankEngine | None = getattr(request.app.state, "engine", None)
+    if engine is not None:
+        for b in engine.batchers:
+            m.queue_pairs.labels(model=b.name).set(b.queue_pairs)
+    body, ctype = m.render()
+    return Response(body, media_type=ctype)
+
+
+# -- search --
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    tags=["search"],
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def search(req: SearchRequest, request: Request) -> Any:
+    """Two-stage search. ``mode: "two-phase"`` streams SSE events ``stage1`` then ``reranked``."""
+    engine = engine_of(request)
+    check_query(req.query, engine.config.limits)
+    check_top(req.top_k, req.top_n, engine.config.limits)
+    s1 = await engine.stage1(
+        req.query, top_k=req.top_k, top_n=req.top_n, retriever=req.retriever, filter=req.filter
+    )
+    if req.mode == "blocking":
+        res = await engine.stage2(s1, rerank=req.rerank, timeout_ms=req.timeout_ms)
+        return JSONResponse(res.to_dict(with_text=req.return_text))
+
+    async def events() -> AsyncIterator[bytes]:
+        first = engine.stage1_result(s1, "two-phase: stage-1 results; the reranked list follows")
+        yield _sse("stage1", first.to_dict(with_text=req.return_text))
+        try:
+            final = await engine.stage2(s1, rerank=req.rerank, timeout_ms=req.timeout_ms)
+        except RankfunnelError as exc:
+            yield _sse("error", {"detail": str(exc), "error": type(exc).__name__})
+            return
+        yield _sse("reranked", final.to_dict(with_text=req.return_text))
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# -- documents --
+@router.post("/v1/documents", response_model=DocumentsResponse, tags=["documents"])
+async def add_documents(req: DocumentsRequest, request: Request) -> DocumentsResponse:
+    """Add a batch of documents (``upsert: true`` replaces existing ids)."""
+    engine = engine_of(request)
+    check_documents([d.text for d in req.documents], engine.config.limits, field="documents[].text")
+    pipe = _pipeline(engine)
+    docs = [Document(id=d.id, text=d.text, title=d.title, metadata=d.metadata) for d in req.documents]
+    added = await engine.in_collection_thread(
+        pipe.collection.add, docs, upsert=req.upsert, show_progress=False
+    )
+    total = await engine.in_collection_thread(len, pipe.collection)
+    return DocumentsResponse(added=int(added), total=int(total))
+
+
+@router.delete("/v1/documents/{doc_id}", response_model=DeleteResponse, tags=["documents"])
+async def delete_document(doc_id: str, request: Request) -> DeleteResponse:
+    """Delete one document by id (404 when absent)."""
+    from rankfunnel.errors import DocumentNotFoundError
+
+    engine = engine_of(request)
+    pipe = _pipeline(engine)
+    n = await engine.in_collection_thread(pipe.collection.delete, [doc_id])
+    if not n:
+        raise DocumentNotFoundError(f"No document with id {doc_id!r}; list ids with `rankfunnel info`.")
+    total = await engine.in_collection_thread(len, pipe.collection)
+    return DeleteResponse(deleted=doc_id, total=int(total))
+
+
+def _pipeline(engine: RerankEngine) -> Any:
+    if engine.pipeline is None:
+        from rankfunnel.service.engine import NotConfiguredError
+
+        raise NotConfiguredError(
+            "This server has no index; start it with --index-dir DIR to manage documents."
+        )
+    return engine.pipeline
+
+
+# -- direct rerank (Cohere v2, ZeroEntropy, TEI) --
+async def _rerank(
+    engine: RerankEngine, query: str, docs: Sequence[str], top_n: int | None, timeout_ms: float | None = None
+) -> tuple[Scored, np.ndarray]:
+    check_query(query, engine.config.limits)
+    check_documents(docs, engine.config.limits)
+    if top_n is not None:
+        check_top(1, top_n, engine.config.limits)
+    scored = await engine.score(query, docs, timeout_ms=timeout_ms)
+    if scored.raw is None:
+        raise RerankerUnavailableError(f"{scored.reason}. Retry later; keep your own order meanwhile.")
+    order = np.argsort(-scored.raw, kind="stable")
+    return scored, order[:top_n] if top_n is not None else order
+
+
+def _truncate(text: str, max_chars: int, left: bool = False) -> str:
+    return text if len(text) <= max_chars else (text[-max_chars:] if left else text[:max_chars])
+
+
+@router.post(
+    "/v2/rerank", response_model=CohereRerankResponse, tags=["rerank"], response_model_exclude_none=True
+)
+@router.post(
+    "/v1/rerank",
+    response_model=CohereRerankResponse,
+    tags=["rerank"],
+    include_in_schema=False,
+    response_model_exclude_none=True,
+)
+async def rerank_cohere(req: CohereRerankRequest, request: Request) -> CohereRerankResponse:
+    """Cohere v2 rerank shape (also served at ``/v1/rerank``, like vLLM)."""
+    engine = engine_of(request)
+    texts = [d.text if isinstance(d, CohereDocument) else d for d in req.documents]
+    warnings: list[str] = []
+    if req.max_tokens_per_doc is not None:
+        cap = req.max_tokens_per_doc * CHARS_PER_TOKEN
+        cut = [i for i, t in enumerate(texts) if len(t) > cap]
+        if cut:
+            texts = [_truncate(t, cap) for t in texts]
+            warnings.append(
+                f"documents {cut[:20]} were truncated to about {req.max_tokens_per_doc} tokens "
+                f"({cap} characters)"
+            )
+    scored, order = await _rerank(engine, req.query, texts, req.top_n, req.timeout_ms)
+    assert scored.normalised is not None
+    results = [
+        CohereResult(
+            index=int(i),
+            relevance_score=float(scored.normalised[i]),
+            document=CohereDocument(text=texts[i]) if req.return_documents else None,
+        )
+        for i in order
+    ]
+    meta: dict[str, Any] = {
+        "api_version": {"version": "2"},
+        "billed_units": {"search_units": 1},
+        "model": scored.model,
+        "cached_pairs": scored.cached,
+    }
+    if req.model and req.model != scored.model:
+        warnings.append(f"model {req.model!r} is not served here; scored with {scored.model!r}")
+    if scored.reason:
+        warnings.append(scored.reason)
+    if warnings:
+        meta["warnings"] = warnings
+    return CohereRerankResponse(id=str(uuid.uuid4()), results=results, meta=meta)
+
+
+@router.post("/v1/models/rerank", response_model=ZeroEntropyRerankResponse, tags=["rerank"])
+async def rerank_zeroentropy(req: ZeroEntropyRerankRequest, request: Request) -> ZeroEntropyRerankResponse:
+    """ZeroEntropy rerank shape (scores 0-1; token counts are estimates)."""
+    engine = engine_of(request)
+    t0 = time.perf_counter()
+    scored, order = await _rerank(engine, req.query, req.documents, req.top_n)
+    assert scored.normalised is not None
+    e2e = time.perf_counter() - t0
+    return ZeroEntropyRerankResponse(
+        results=[ZeroEntropyResult(index=int(i), relevance_score=float(scored.normalised[i])) for i in order],
+        e2e_latency=e2e,
+        inference_latency=e2e,
+        total_bytes=sum(len(d.encode("utf-8", "surrogatepass")) for d in req.documents) + len(req.query),
+        total_tokens=estimate_tokens([(req.query, d) for d in req.documents]),
+    )
+
+
+@router.post("/rerank", response_model=list[TEIRank], tags=["rerank"], response_model_exclude_none=True)
+async def rerank_tei(req: TEIRerankRequest, request: Request) -> list[TEIRank]:
+    """Hugging Face TEI rerank shape: a bare array sorted by score (``raw_scores`` gives raw logits)."""
+    engine = engine_of(request)
+    texts = req.texts
+    if req.truncate:
+        cap = engine.config.limits.max_doc_chars
+        texts = [_truncate(t, cap, left=req.truncation_direction.lower() == "left") for t in texts]
+    scored, order = await _rerank(engine, req.query, texts, None)
+    values = scored.raw if req.raw_scores else scored.normalised
+    assert values is not None
+    return [
+        TEIRank(index=int(i), score=float(values[i]), text=texts[i] if req.return_text else None)
+        for i in order
+    ]

@@ -1,0 +1,141 @@
+"""The training loop shared by training and distillation: student loading and CrossEncoderTrainer runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rankfunnel.errors import InvalidInputError
+from rankfunnel.models import DEFAULT_EMBEDDER, resolve_model
+from rankfunnel.train.callbacks import WallClockCallback
+
+EVAL_NAME = "heldout"
+
+
+def load_student(base: str, *, max_length: int, device: str | None, layers: int | None = None) -> Any:
+    """A CrossEncoder with one output logit from ``base``; ``layers`` keeps the first N encoder layers."""
+    from sentence_transformers import CrossEncoder
+
+    from rankfunnel.errors import ModelNotFoundError
+
+    path = resolve_model(base)
+    try:
+        model = CrossEncoder(path, num_labels=1, max_length=max_length, device=device)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"Cannot load base model {base!r} as a cross-encoder ({exc}). Pass a BERT-style "
+            "model folder or hub id (e.g. sentence-transformers/all-MiniLM-L6-v2)."
+        ) from exc
+    if layers is not None:
+        hf = model.model
+        encoder = getattr(getattr(hf, "base_model", None), "encoder", None)
+        stack = getattr(encoder, "layer", None)
+        if encoder is None or stack is None or not 1 <= layers <= len(stack):
+            raise InvalidInputError(
+                f"Cannot keep {layers} layers of {base!r} (it has "
+                f"{len(stack) if stack is not None else 'no BERT-style'} layers)."
+            )
+        encoder.layer = stack[:layers]
+        hf.config.num_hidden_layers = layers
+    return model
+
+
+def run_trainer(
+    model: Any,
+    *,
+    train_dataset: Any,
+    loss: Any,
+    evaluator: Any | None,
+    config: Any,
+    workdir: Path,
+    show_progress: bool,
+    start: float,
+) -> tuple[int, bool, Mapping[str, float]]:
+    """Run ``CrossEncoderTrainer`` with the cap and (when there is an evaluator) early stopping.
+
+    Returns (steps, stopped_by_cap, last evaluation metrics).
+    """
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from transformers import EarlyStoppingCallback
+
+    has_eval = evaluator is not None
+    eval_steps = int(getattr(config, "eval_steps", 100))
+    patience = int(getattr(config, "patience", 0))
+    metric = f"eval_{EVAL_NAME}_ndcg@10"
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(workdir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        **_warmup(config.warmup_ratio),
+        dataloader_pin_memory=False,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps" if has_eval else "no",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model=metric if has_eval else None,
+        greater_is_better=True,
+        logging_steps=max(1, min(50, eval_steps)),
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+        use_cpu=(config.device == "cpu"),
+    )
+    cap = WallClockCallback(
+        config.max_minutes * 60 if config.max_minutes else float("inf"),
+        start=start,
+        evaluate_on_stop=has_eval,
+    )
+    callbacks: list[Any] = [cap]
+    if has_eval and patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=callbacks,
+    )
+    trainer.train()
+    # Metrics of the kept model: the evaluation whose score is the best one (load_best_model_at_end).
+    evals = [r for r in trainer.state.log_history if metric in r]
+    best = trainer.state.best_metric
+    kept = next(
+        (r for r in evals if best is not None and float(r[metric]) == float(best)), evals[-1] if evals else {}
+    )
+    last = {k.removeprefix("eval_"): float(v) for k, v in kept.items() if k.startswith(f"eval_{EVAL_NAME}")}
+    if kept:
+        last["evaluations"] = float(len(evals))
+        last["kept_step"] = float(kept.get("step", 0))
+    return int(trainer.state.global_step), cap.stopped, last
+
+
+def _warmup(ratio: float) -> dict[str, Any]:
+    """Warm-up as a ratio: ``warmup_steps`` takes a float from transformers 5 on (``warmup_ratio`` before)."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return {"warmup_steps": float(ratio)}
+    return {"warmup_ratio": float(ratio)}
+
+
+def licence_guess(base: str) -> str | None:
+    return "apache-2.0" if base == DEFAULT_EMBEDDER else None
+
+
+class RuntimeConfig:
+    """A config view with some fields replaced (the frozen config itself stays as the user gave it)."""
+
+    def __init__(self, config: Any, **overrides: Any) -> None:
+        self._config = config
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        return self._overrides[name] if name in self._overrides else getattr(self._config, name)

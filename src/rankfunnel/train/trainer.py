@@ -1,0 +1,302 @@
+"""Fine-tune a BERT-style cross-encoder on labelled queries with sentence-transformers' trainer."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rankfunnel.errors import InvalidInputError
+from rankfunnel.models import DEFAULT_EMBEDDER, read_licence, resolve_model
+from rankfunnel.train.card import data_licence_note, write_model_card
+from rankfunnel.train.data import LabelledData, split_queries
+from rankfunnel.train.loop import EVAL_NAME, RuntimeConfig, licence_guess, load_student, run_trainer
+from rankfunnel.train.mining import MiningConfig, mine_hard_negatives, search_lists
+
+log = logging.getLogger(__name__)
+
+Loss = Literal["bce", "listwise"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainConfig:
+    """Settings of :func:`train_reranker`.
+
+    Attributes:
+        base: Hub id or folder of the start model (a bi-encoder gets a fresh 1-logit head).
+        layers: Keep only the first N encoder layers of ``base`` (faster; ``None`` keeps all).
+        loss: ``bce`` (pointwise, positives vs hard negatives) or ``listwise`` (LambdaLoss per query list).
+        mining: How hard negatives are mined from stage 1.
+        max_length: Tokens per (query, document) pair; longer pairs are truncated.
+        epochs: Passes over the training pairs.
+        batch_size: (query, document) pairs per optimiser step (listwise: rounded to whole queries).
+        learning_rate: Peak learning rate (linear warm-up over ``warmup_ratio``, then linear decay).
+        warmup_ratio: Fraction of steps spent warming up.
+        held_out: Fraction (or count) of the training queries kept for evaluation and early stopping.
+        eval_depth: Stage-1 candidates (first mining retriever) reranked per held-out query by the evaluator.
+        eval_steps: Steps between evaluations (and checkpoints).
+        patience: Evaluations without improvement before early stopping.
+        max_minutes: Hard wall-clock cap for the training loop (mining not included); ``None`` for none.
+        max_steps: Stop after this many steps (``None``: the epochs decide).
+        seed: Seed of the split, the negative sampling and the trainer.
+        device: ``cpu``, ``cuda``, ... (``None``: the trainer's choice).
+        data_licence: Licence of the training data, stated in the model card.
+    """
+
+    base: str = DEFAULT_EMBEDDER
+    layers: int | None = None
+    loss: Loss = "bce"
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    max_length: int = 256
+    epochs: float = 1.0
+    batch_size: int = 16
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.1
+    held_out: float = 0.1
+    eval_depth: int = 30
+    eval_steps: int = 100
+    patience: int = 3
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    seed: int = 42
+    device: str | None = None
+    data_licence: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("bce", "listwise"):
+            raise InvalidInputError(f"loss must be 'bce' or 'listwise', got {self.loss!r}.")
+        if self.max_length < 16 or self.batch_size < 1 or self.epochs <= 0 or self.eval_steps < 1:
+            raise InvalidInputError("max_length must be >= 16, batch_size and eval_steps >= 1, epochs > 0.")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise InvalidInputError(f"max_minutes must be > 0, got {self.max_minutes}.")
+        if self.held_out < 0 or (self.held_out >= 1 and not float(self.held_out).is_integer()):
+            raise InvalidInputError(
+                f"held_out must be a fraction in [0, 1) or a whole count, got {self.held_out}."
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What :func:`train_reranker` produced: the model folder, its metrics and how the run ended."""
+
+    out_dir: Path
+    metrics: Mapping[str, float]
+    steps: int
+    seconds: float
+    stopped_by_cap: bool
+    train_queries: int
+    held_out_queries: int
+    train_examples: int
+
+
+def doc_text(data: LabelledData, did: str) -> str:
+    return data.corpus[did].content
+
+
+def build_train_dataset(
+    data: LabelledData, qids: Sequence[str], negatives: Mapping[str, list[str]], loss: Loss
+) -> Any:
+    """A ``datasets.Dataset`` in the column layout the chosen loss expects.
+
+    ``bce``: ``query, document, label`` rows (1.0 per positive, 0.0 per negative). ``listwise``: one row per
+    query with ``query, docs, labels`` (positives first, graded labels kept).
+    """
+    from datasets import Dataset
+
+    if loss == "bce":
+        rows: dict[str, list[Any]] = {"query": [], "document": [], "label": []}
+        for q in qids:
+            for d, lab in [(p, 1.0) for p in data.positives(q)] + [(n, 0.0) for n in negatives.get(q, [])]:
+                rows["query"].append(data.queries[q])
+                rows["document"].append(doc_text(data, d))
+                rows["label"].append(lab)
+        return Dataset.from_dict(rows)
+    lists: dict[str, list[Any]] = {"query": [], "docs": [], "labels": []}
+    for q in qids:
+        pos = data.positives(q)
+        grades = [float(data.qrels[q][p]) for p in pos]
+        negs = negatives.get(q, [])
+        if not pos or not negs:
+            continue
+        lists["query"].append(data.queries[q])
+        lists["docs"].append([doc_text(data, d) for d in pos + negs])
+        lists["labels"].append(grades + [0.0] * len(negs))
+    return Dataset.from_dict(lists)
+
+
+def build_eval_samples(
+    data: LabelledData,
+    qids: Sequence[str],
+    stage1: Any,
+    depth: int,
+    show_progress: bool = False,
+    retriever: str = "dense",
+) -> list[dict[str, Any]]:
+    """Held-out samples for ``CrossEncoderRerankingEvaluator``: stage-1 top-``depth`` in stage-1 order."""
+    lists = search_lists(
+        stage1,
+        [data.queries[q] for q in qids],
+        k=depth,
+        retriever=retriever,
+        show_progress=show_progress,
+        desc="held-out candidates",
+    )
+    samples = []
+    for q, hits in zip(qids, lists, strict=True):
+        pos = data.positives(q)
+        if pos:
+            samples.append(
+                {
+                    "query": data.queries[q],
+                    "positive": [doc_text(data, p) for p in pos],
+                    "documents": [doc_text(data, h.id) for h in hits if h.id in data.corpus],
+                }
+            )
+    return samples
+
+
+def train_reranker(
+    data: LabelledData,
+    out_dir: str | Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    stage1: Any,
+    stage1_description: str = "",
+    show_progress: bool = False,
+) -> TrainResult:
+    """Fine-tune a cross-encoder on ``data`` with hard negatives from ``stage1``; save it with a model card.
+
+    Args:
+        data: Corpus, queries and qrels of the training split (see :func:`load_labelled`).
+        out_dir: Folder for the trained ``CrossEncoder`` (created; existing model files are overwritten).
+        config: Loss, mining and optimisation settings.
+        stage1: A collection over ``data.corpus`` with ``search`` (dense and BM25), used to mine negatives
+            and to build the held-out reranking evaluation.
+        stage1_description: How stage 1 was built, for the model card.
+        show_progress: Progress bars for mining and training.
+
+    Returns:
+        The model folder, held-out metrics (stage-1 order and reranked NDCG@10, MRR@10, MAP) and run facts.
+
+    Examples:
+        >>> from rankfunnel.train import TrainConfig, load_labelled, train_reranker
+        >>> data = load_labelled("../shared/datasets/scifact", "train")  # doctest: +SKIP
+        >>> train_reranker(data, "models/scifact-reranker", TrainConfig(max_minutes=25),
+        ...                stage1=collection)  # doctest: +SKIP
+    """
+    from sentence_transformers.cross_encoder import losses
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    start = time.monotonic()
+    out = Path(out_dir)
+    train_q, held_q = split_queries(
+        [q for q in data.queries if data.positives(q)], config.held_out, config.seed
+    )
+    negatives = mine_hard_negatives(
+        stage1,
+        {q: data.queries[q] for q in train_q},
+        data.qrels,
+        config.mining,
+        seed=config.seed,
+        show_progress=show_progress,
+    )
+    train_ds = build_train_dataset(data, train_q, negatives, config.loss)
+    if len(train_ds) == 0:
+        raise InvalidInputError(
+            "No training example could be built (no query has both a positive and a "
+            "negative); add documents to the corpus or lower --negatives."
+        )
+    eval_retriever = config.mining.retrievers[0]
+    samples = (
+        build_eval_samples(data, held_q, stage1, config.eval_depth, show_progress, eval_retriever)
+        if held_q
+        else []
+    )
+    evaluator = (
+        CrossEncoderRerankingEvaluator(
+            samples, at_k=10, always_rerank_positives=False, name=EVAL_NAME, batch_size=32, write_csv=False
+        )
+        if samples
+        else None
+    )
+    model = load_student(
+        config.base, max_length=config.max_length, device=config.device, layers=config.layers
+    )
+    per_list = 1 + config.mining.negatives
+    loss: Any
+    run_cfg: Any
+    if config.loss == "bce":
+        loss = losses.BinaryCrossEntropyLoss(
+            model, pos_weight=__import__("torch").tensor(float(config.mining.negatives))
+        )
+        run_cfg = config
+    else:
+        loss = losses.LambdaLoss(model, mini_batch_size=config.batch_size)
+        run_cfg = RuntimeConfig(config, batch_size=max(1, config.batch_size // per_list))
+    work = Path(tempfile.mkdtemp(prefix="rankfunnel-train-"))
+    try:
+        steps, capped, metrics = run_trainer(
+            model,
+            train_dataset=train_ds,
+            loss=loss,
+            evaluator=evaluator,
+            config=run_cfg,
+            workdir=work,
+            show_progress=show_progress,
+            start=start,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.monotonic() - start
+    result_metrics = dict(metrics)
+    settings = {
+        "loss": "BinaryCrossEntropyLoss (pos_weight = negatives)" if config.loss == "bce" else "LambdaLoss",
+        "encoder layers": config.layers or "all",
+        "negatives per query": config.mining.negatives,
+        "mined from": ", ".join(config.mining.retrievers),
+        "mining depth": config.mining.depth,
+        "skip top": config.mining.skip_top,
+        "relative margin": config.mining.relative_margin,
+        "stage 1": stage1_description or "given",
+        "max length": config.max_length,
+        "epochs (max)": config.epochs,
+        "batch size": config.batch_size,
+        "learning rate": config.learning_rate,
+        "seed": config.seed,
+        "max minutes": config.max_minutes,
+        "steps done": steps,
+        "stopped by wall-clock cap": capped,
+        "wall seconds": round(seconds, 1),
+        "train queries": len(train_q),
+        "held-out queries": len(held_q),
+        "train examples": len(train_ds),
+    }
+    write_model_card(
+        out,
+        title=f"Cross-encoder reranker fine-tuned on {data.name} ({data.split})",
+        base_model=config.base,
+        model_licence=read_licence(resolve_model(config.base)).licence or licence_guess(config.base),
+        data_name=f"{data.name} ({data.split} split)",
+        data_licence=data_licence_note(data.name, config.data_licence),
+        summary=(
+            f"A BERT-style cross-encoder (one relevance logit) fine-tuned from `{config.base}` on "
+            f"{len(train_q)} queries of `{data.name}` with hard negatives mined by rankfunnel's stage 1. "
+            f"Metrics are on {len(held_q)} held-out training queries, reranking the {eval_retriever} top "
+            f"{config.eval_depth} (`base_*` = stage-1 order)."
+        ),
+        settings=settings,
+        metrics={k.removeprefix(f"{EVAL_NAME}_"): v for k, v in result_metrics.items()},
+    )
+    return TrainResult(out, result_metrics, steps, seconds, capped, len(train_q), len(held_q), len(train_ds))
+
+
+def config_dict(config: TrainConfig) -> dict[str, Any]:
+    """The config as plain JSON-able values."""
+    return asdict(config)

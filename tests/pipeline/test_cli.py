@@ -1,0 +1,182 @@
+"""CLI commands through typer's CliRunner: --json shapes, resume, fail-open search, error exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rankfunnel.cli import app
+from rankfunnel.ingest import sample_data
+
+runner = CliRunner()
+HIT_KEYS = {"id", "rank", "stage1_rank", "stage1_score", "rerank_score", "score"}
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env)
+
+
+def run_json(*args: str, env: dict[str, str] | None = None):
+    res = run(*args, "--json", env=env)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    idx = tmp_path_factory.mktemp("cli") / "idx"
+    out = run_json(
+        "index", str(sample_data()), "--index-dir", str(idx), "--embedder", "hashing:64", "--chunk-size", "32"
+    )
+    assert out["added"] == out["read"] == out["documents"] == 80 and out["skipped"] == 0
+    return idx
+
+
+def test_index_again_resumes_and_skips(sample_index: Path) -> None:
+    out = run_json("index", str(sample_data()), "--index-dir", str(sample_index), "--embedder", "hashing:64")
+    assert (out["added"], out["skipped"], out["documents"]) == (0, 80, 80)
+
+
+def test_search_json_shape(sample_index: Path) -> None:
+    out = run_json(
+        "search",
+        "who approves a discount above 20%",
+        "--index-dir",
+        str(sample_index),
+        "--reranker",
+        "fake",
+        "--retriever",
+        "hybrid",
+        "--top-k",
+        "20",
+        "--top-n",
+        "5",
+    )
+    assert set(out) >= {"query", "reranked", "reason", "hits", "timings_ms"}
+    assert out["reranked"] is True and out["reason"] is None and len(out["hits"]) == 5
+    assert all(set(h) >= HIT_KEYS for h in out["hits"])
+    assert [h["rank"] for h in out["hits"]] == [1, 2, 3, 4, 5]
+    raws = [h["rerank_score"] for h in out["hits"]]
+    assert raws == sorted(raws, reverse=True)
+    assert set(out["timings_ms"]) >= {"stage1_ms", "rerank_ms", "total_ms"}
+
+
+def test_search_filter_env_and_no_reranker(sample_index: Path) -> None:
+    out = run_json(
+        "search",
+        "list index out of range",
+        "--reranker",
+        "none",
+        "--filter",
+        "domain=code",
+        "--top-n",
+        "20",
+        "--with-text",
+        env={"RANKFUNNEL_INDEX_DIR": str(sample_index)},
+    )
+    assert out["reranked"] is False and "switched off" in out["reason"]
+    assert len(out["hits"]) == 20 and {h["metadata"]["domain"] for h in out["hits"]} == {"code"}
+    assert all(h["rerank_score"] is None and h["rank"] == h["stage1_rank"] for h in out["hits"])
+
+
+def test_search_with_unloadable_reranker_fails_open(sample_index: Path, tmp_path: Path) -> None:
+    out = run_json(
+        "search",
+        "floor price",
+        "--index-dir",
+        str(sample_index),
+        "--reranker",
+        str(tmp_path / "missing-model"),
+        "--top-n",
+        "3",
+    )
+    assert out["reranked"] is False and "could not be loaded" in out["reason"] and len(out["hits"]) == 3
+
+
+def test_search_pretty_table(sample_index: Path) -> None:
+    res = run(
+        "search",
+        "boiling point of water in the mountains",
+        "--index-dir",
+        str(sample_index),
+        "--reranker",
+        "fake",
+        "--top-n",
+        "3",
+    )
+    assert res.exit_code == 0, res.output
+    assert "s1 rank" in res.stdout and "raw" in res.stdout and "gen-" in res.stdout
+
+
+def test_rerank_jsonl_and_plain_lines(tmp_path: Path) -> None:
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text('{"id": "a", "text": "blue boat"}\n"red car on a road"\n{"id": "c", "text": "red"}\n')
+    out = run_json("rerank", "--query", "red car", "--docs", str(jsonl), "--reranker", "fake")
+    assert [r["id"] for r in out["results"]] == ["1", "c", "a"]
+    assert [r["rank"] for r in out["results"]] == [1, 2, 3]
+    plain = tmp_path / "docs.txt"
+    plain.write_text("blue boat\n\nred car\n")
+    out = run_json("rerank", "-q", "red car", "-d", str(plain), "--reranker", "fake", "--top-n", "1")
+    assert [(r["index"], r["rerank_score"]) for r in out["results"]] == [(1, 10.0)]
+
+
+def test_info_json() -> None:
+    out = run_json("info")
+    assert set(out) >= {"devices", "versions", "models", "warnings"}
+    assert out["devices"]["chosen"] in {"cpu", "cuda", "mps"}
+    assert out["versions"]["faiss"] != "not installed"
+    assert Path(out["models"]["embedder"]["path"]).is_dir()  # all-MiniLM-L6-v2 from its offline package
+
+
+def _assert_clean_error(res, needle: str) -> None:
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, sample_index: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "a", "text": "caf\xe9"}\n')
+    _assert_clean_error(
+        run("index", str(bad), "--index-dir", str(tmp_path / "i"), "--embedder", "hashing"), "not valid UTF-8"
+    )
+    _assert_clean_error(run("search", "q", "--index-dir", str(tmp_path / "nope")), "does not exist")
+    _assert_clean_error(run("search", "  ", "--index-dir", str(sample_index), "--reranker", "none"), "empty")
+    _assert_clean_error(
+        run("search", "q", "--index-dir", str(sample_index), "--filter", "domain"), "key=value"
+    )
+    _assert_clean_error(
+        run("search", "q", "--index-dir", str(sample_index), "--top-k", "0", "--reranker", "none"), "top_k"
+    )
+    docs = tmp_path / "d.txt"
+    docs.write_text("x\n")
+    _assert_clean_error(run("rerank", "-q", "x", "-d", str(docs), "--reranker", "none"), "needs a reranker")
+    _assert_clean_error(
+        run("rerank", "-q", "x", "-d", str(tmp_path / "missing.txt"), "--reranker", "fake"), "no such file"
+    )
+
+
+def test_unexpected_errors_exit_1_without_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import rankfunnel.ingest
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(rankfunnel.ingest, "index_source", boom)
+    monkeypatch.delenv("RANKFUNNEL_DEBUG", raising=False)
+    res = run("index", str(sample_data()), "--index-dir", str(tmp_path / "i"), "--embedder", "hashing")
+    assert res.exit_code == 1 and "RuntimeError: disk on fire" in res.output and "Traceback" not in res.output
+
+
+def test_hub_probe_is_skipped_offline_and_for_local_models(tmp_path: Path, monkeypatch) -> None:
+    from rankfunnel.cli.core import skip_hub_retries_if_unreachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert skip_hub_retries_if_unreachable("cross-encoder/ms-marco-MiniLM-L6-v2") is False
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert skip_hub_retries_if_unreachable(str(tmp_path)) is False  # an existing local folder
+    assert skip_hub_retries_if_unreachable("fake") is False
+    assert skip_hub_retries_if_unreachable(None) is False
