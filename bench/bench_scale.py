@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-BACKENDS = ("flat", "hnsw", "ivfpq", "milvus-lite")
+BACKENDS = ("flat", "hnsw", "ivfpq", "ivfpq-refine", "ivfsq8", "milvus-lite")
 LOAD_START: tuple[float, float, float] | None = None
 
 
@@ -112,15 +112,24 @@ def bench_faiss(
         for s in range(0, n, 50_000):  # chunked add so that progress can be printed
             index.add(xb[s : s + 50_000])
             print(f"  hnsw add {min(s + 50_000, n)}/{n} {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    elif kind == "ivfpq":
+    elif kind in ("ivfpq", "ivfpq-refine", "ivfsq8"):
         nlist = int(2 ** round(np.log2(np.sqrt(n))))  # sqrt(n) lists: 1024 at 1M (faiss guidance: 1-16x)
-        m = 48
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivfsq8":  # 1 byte per dimension
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+            params = {"nlist": nlist}
+        else:  # 48 sub-quantizers x 8 bits = 48 bytes per vector
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, 48, 8, faiss.METRIC_INNER_PRODUCT)
+            params = {"nlist": nlist, "m": 48, "nbits": 8}
         train = xb[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+        params["train"] = len(train)
+        if kind == "ivfpq-refine":  # PQ shortlist of k*k_factor, re-scored with the exact vectors
+            index = faiss.IndexRefineFlat(index)
+            index.k_factor = 4.0
+            params["k_factor"] = 4
         index.train(train)
         index.add(xb)
-        params = {"nlist": nlist, "m": m, "nbits": 8, "train": len(train)}
     else:
         raise ValueError(kind)
     build_s = time.perf_counter() - t0
@@ -131,8 +140,8 @@ def bench_faiss(
     for knob in knobs:
         if kind == "hnsw":
             index.hnsw.efSearch = max(int(knob or 0), k)
-        elif kind == "ivfpq":
-            index.nprobe = int(knob or 1)
+        elif kind.startswith("ivf"):
+            faiss.extract_index_ivf(index).nprobe = int(knob or 1)
 
         def search(q: np.ndarray) -> np.ndarray:
             return index.search(q, k)[1]
@@ -149,7 +158,7 @@ def bench_faiss(
                 "params": {
                     **params,
                     **({"efSearch": knob} if kind == "hnsw" else {}),
-                    **({"nprobe": knob} if kind == "ivfpq" else {}),
+                    **({"nprobe": knob} if kind.startswith("ivf") else {}),
                 },
                 "recall_at_k": recall_at_k(r.pop("ids"), truth, k),
                 **r,
@@ -232,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="Faiss OpenMP threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/bench_scale.json")
+    ap.add_argument("--report", nargs="+", metavar="JSON", help="print a markdown table of result files")
     args = ap.parse_args(argv)
+    if args.report:
+        print(markdown(args.report))
+        return 0
 
     import faiss
 
@@ -280,6 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, args.k)
     print(f"wrote {out}")
     return 0
+
+
+def markdown(paths: list[str]) -> str:
+    """A markdown table of one or more result files (used for docs/scaling.md and docs/benchmarks.md)."""
+    lines = ["| backend | n | parameters | build s | bytes/vector | recall@10 | queries/s (batch) | "
+             "p50 ms (1 query) | p99 ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for path in paths:
+        for r in json.loads(Path(path).read_text())["rows"]:
+            knobs = " ".join(f"{a}={b}" for a, b in r["params"].items() if a not in ("nbits", "train"))
+            lines.append(f"| {r['backend']} | {r['n']:,} | {knobs} | {r['build_s']:.1f} | "
+                         f"{r['bytes_per_vector']:,.0f} | {r['recall_at_k']:.3f} | {r['qps_batch']:,.0f} | "
+                         f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    return "\n".join(lines)
 
 
 def print_table(rows: list[dict[str, Any]], k: int) -> None:

@@ -149,43 +149,69 @@ async def _post(client: httpx.AsyncClient, query: str, docs: list[str]) -> tuple
 
 
 class RawClient:
-    """A minimal keep-alive HTTP/1.1 client over asyncio streams.
+    """A minimal keep-alive HTTP/1.1 client over asyncio streams, with a fixed pool of open connections.
 
     Hand-written on purpose: httpx costs about a millisecond of CPU per request, which on a small shared
-    machine makes the load generator, not the server, the bottleneck. Bench-only; loopback only.
+    machine makes the load generator, not the server, the bottleneck. The pool is opened up front, like a
+    proxy's keep-alive pool, so overload shows up as server answers (429) rather than as connection-setup
+    storms in the kernel's accept queue. Bench-only; loopback only.
     """
 
-    def __init__(self, base: str, max_connections: int = 256) -> None:
+    def __init__(self, base: str, max_connections: int = 64) -> None:
         host, port = base.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.slots = asyncio.Semaphore(max_connections)
+        self.max_connections = max_connections
         self.all: list[asyncio.StreamWriter] = []
 
+    async def connect(self) -> RawClient:
+        for _ in range(self.max_connections):
+            self.idle.append(await self._open())
+        return self
+
     async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str]]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
         async with self.slots:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-                self.all.append(writer)
-            head = (
-                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            writer.write(head + body)
-            await writer.drain()
-            status = int((await reader.readline()).split()[1])
-            headers: dict[str, str] = {}
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                k, _, v = line.decode("latin-1").partition(":")
-                headers[k.strip().lower()] = v.strip()
-            await reader.readexactly(int(headers.get("content-length", "0")))
+            reused = bool(self.idle)
+            conn = self.idle.pop() if reused else await self._open()
+            try:
+                status, headers = await self._exchange(conn, head + body)
+            except (ConnectionError, asyncio.IncompleteReadError, IndexError):
+                if not reused:
+                    raise
+                # the server closed an idle keep-alive connection (uvicorn: after 5 s): reconnect once
+                conn[1].close()
+                conn = await self._open()
+                status, headers = await self._exchange(conn, head + body)
             if headers.get("connection", "").lower() == "close":
-                writer.close()
+                conn[1].close()
             else:
-                self.idle.append((reader, writer))
+                self.idle.append(conn)
             return status, headers
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.all.append(writer)
+        return reader, writer
+
+    @staticmethod
+    async def _exchange(
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], data: bytes
+    ) -> tuple[int, dict[str, str]]:
+        reader, writer = conn
+        writer.write(data)
+        await writer.drain()
+        status = int((await reader.readline()).split()[1])
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            k, _, v = line.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers
 
     async def aclose(self) -> None:
         for w in self.all:
@@ -272,7 +298,7 @@ async def capacity(
             status, _, _ = await _post_raw(client, rng.choice(bodies))
             done += status == 200
 
-    client = RawClient(base)
+    client = await RawClient(base, max(args.capacity_clients, 1)).connect()
     try:
         t0 = time.perf_counter()
         await asyncio.gather(*[worker(client) for _ in range(args.capacity_clients)])
@@ -291,7 +317,7 @@ async def level(
         json.dumps({"query": rng.choice(queries), "documents": rng.sample(docs, args.docs)}).encode()
         for _ in range(n)
     ]
-    client = RawClient(base)
+    client = await RawClient(base, args.connections).connect()
     try:
         tasks = []
         t0 = time.perf_counter()
@@ -390,6 +416,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--real-duration", type=float, default=30.0, help="--duration for real models.")
     p.add_argument("--real-capacity-seconds", type=float, default=20.0)
     p.add_argument("--max-inflight", type=int, default=32)
+    p.add_argument(
+        "--connections", type=int, default=64, help="Keep-alive connections of the load generator."
+    )
     p.add_argument("--skip-batching", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "out" / "loadtest.json")
     args = p.parse_args(argv)

@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--shape", default="auto", help="auto (CPU: reduced, GPU: 4b), reduced, 4b or tiny (smoke test)"
     )
-    p.add_argument("--docs", type=int, default=None, help="documents per query (CPU 16, GPU 100)")
+    p.add_argument("--docs", type=int, default=None, help="documents per query (CPU 12, GPU 100)")
     p.add_argument("--query-tokens", default="15,300", help="comma-separated query lengths in tokens")
     p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 keeps CPU-time figures clean)"
@@ -49,7 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--repeats", type=int, default=None, help="timed runs per variant, median kept (CPU 1, GPU 3)"
     )
-    p.add_argument("--batch-tokens", type=int, default=None, help="token budget (CPU 8192, GPU 32768)")
+    p.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=None,
+        help="token budget (default: the scorer's auto, CPU 2048, GPU 16384)",
+    )
     p.add_argument("--model-dir", default=None, help="where the random model is built/cached")
     p.add_argument("--datasets", default=str(DATASETS), help="folder holding scifact/")
     p.add_argument("--out", default="out/bench/rerank_decoder.json", help="JSON results file")
@@ -182,9 +187,9 @@ def run(args: argparse.Namespace | Mapping[str, Any] | None = None) -> dict[str,
     torch.set_num_threads(a.threads)
     shapes = {"reduced": CPU_SHAPE, "4b": GPU_SHAPE, "tiny": TINY_SHAPE}
     shape = shapes.get(a.shape) or (GPU_SHAPE if cuda else CPU_SHAPE)
-    n_docs = a.docs or (100 if cuda else 8)
+    n_docs = a.docs or (100 if cuda else 12)
     repeats = a.repeats or (3 if cuda else 1)
-    budget = a.batch_tokens or (32768 if cuda else 8192)
+    budget = a.batch_tokens or (16384 if cuda else 2048)
     lo, hi = (300, 500) if cuda else (100, 400)
     tag = "qwen3-{layers}x{hidden}-{dtype}".format(**shape)
     model_dir = Path(

@@ -47,10 +47,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "indexes")
     p.add_argument("--embedder", default="sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--top-k", type=int, default=100)
-    p.add_argument("--reranker", default="auto", help="'auto' = models/scifact-minilm-reranker if present; 'none'")
+    p.add_argument(
+        "--reranker", default="auto", help="'auto' = models/scifact-minilm-reranker if present; 'none'"
+    )
     p.add_argument("--rerank-top-k", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--from-json", type=Path, default=None, help="only rewrite the docs from a saved results JSON")
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only rewrite the docs from saved results JSON files (merged in dataset order)",
+    )
     return p.parse_args(argv)
 
 
@@ -79,24 +87,43 @@ def run_dataset(folder: Path, emb: Any, args: argparse.Namespace, reranker: Any)
     qids = sorted(ds.queries)
     for i in range(0, len(qids), 64):
         chunk = qids[i : i + 64]
-        for q, hs in zip(chunk, col.search_many([ds.queries[q] for q in chunk], k=args.top_k + 1,
-                                                 retriever="hybrid"), strict=True):
+        for q, hs in zip(
+            chunk,
+            col.search_many([ds.queries[q] for q in chunk], k=args.top_k + 1, retriever="hybrid"),
+            strict=True,
+        ):
             hybrid[q] = {h.id: float(h.stage1_score) for h in hs if h.id != ds.self_ids.get(q)}
     rows["hybrid"] = dict(evaluate(ds.qrels, _cut(hybrid, args.top_k), names).mean)
     fused = {}
     for m in ("rrf", "minmax", "zscore"):
         for w in [round(0.1 * i, 1) for i in range(11)]:
-            fused[f"{m}:{w}"] = evaluate(ds.qrels, fuse_runs(dense, bm25, config_for(m, w), args.top_k),
-                                         ["ndcg@10"]).mean["ndcg@10"]
+            fused[f"{m}:{w}"] = evaluate(
+                ds.qrels, fuse_runs(dense, bm25, config_for(m, w), args.top_k), ["ndcg@10"]
+            ).mean["ndcg@10"]
     sweep = sweep_fusion(ds, col, top_k=args.top_k, runs=(dense, bm25))
-    out: dict[str, Any] = {"dataset": ds.name, "split": ds.split, "queries": len(ds.queries),
-                           "skipped_no_relevant": ds.skipped_no_relevant, "docs": len(col), "rows": rows,
-                           "hybrid_default": default_cfg.to_dict() if default_cfg is not None else None,
-                           "fused_full": fused, "sweep": sweep, "build_s": build_s,
-                           "retrieve_ms_per_query": 1e3 * retrieve_s / max(1, 2 * len(qids))}
+    out: dict[str, Any] = {
+        "dataset": ds.name,
+        "split": ds.split,
+        "queries": len(ds.queries),
+        "skipped_no_relevant": ds.skipped_no_relevant,
+        "docs": len(col),
+        "rows": rows,
+        "hybrid_default": default_cfg.to_dict() if default_cfg is not None else None,
+        "fused_full": fused,
+        "sweep": sweep,
+        "build_s": build_s,
+        "retrieve_ms_per_query": 1e3 * retrieve_s / max(1, 2 * len(qids)),
+    }
     if reranker is not None:
-        res = evaluate_dataset(ds, col, retriever="dense", reranker=reranker, top_k=args.rerank_top_k,
-                               ks=[1, 3, 5, 10, 100], n_resamples=5000)
+        res = evaluate_dataset(
+            ds,
+            col,
+            retriever="dense",
+            reranker=reranker,
+            top_k=args.rerank_top_k,
+            ks=[1, 3, 5, 10, 100],
+            n_resamples=5000,
+        )
         out["rerank"] = res.summary()
         out["rerank_deltas"] = res.deltas()
     return out
@@ -107,13 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json is not None:
         from results_doc import write_markdown
 
-        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
-        write_markdown(saved["results"], saved["meta"], bm25_references(args.datasets_dir / "README.md"),
-                       args.out, args.img_dir)
-        print(f"results: rewrote {args.out} from {args.from_json}")
+        saved = [json.loads(p.read_text(encoding="utf-8")) for p in args.from_json]
+        merged = sorted((r for s in saved for r in s["results"]), key=lambda r: r["dataset"])
+        metas = [s["meta"] for s in saved if s.get("meta")]
+        meta = dict(metas[-1]) if metas else {}
+        meta["seconds"] = max((m.get("seconds", 0.0) for m in metas), default=0.0)
+        meta["command"] = "make results (here: " + "; ".join(m.get("command", "") for m in metas) + ")"
+        if args.pending:
+            meta["pending"] = [p.strip() for p in args.pending.split(",") if p.strip()]
+            meta["pending_reason"] = args.pending_reason
+        if args.note:
+            meta["note"] = args.note
+        write_markdown(merged, meta, bm25_references(args.datasets_dir / "README.md"), args.out, args.img_dir)
+        print(f"results: rewrote {args.out} from {len(args.from_json)} file(s)")
         return 0
     if not args.datasets_dir.is_dir():
-        print(f"results: skipped, {args.datasets_dir} is absent (the real-data tables need ../shared/datasets).")
+        print(
+            f"results: skipped, {args.datasets_dir} is absent (the real-data tables need ../shared/datasets)."
+        )
         return 0
     folders = sorted(p for p in args.datasets_dir.iterdir() if (p / "corpus.jsonl").is_file())
     if args.only:
@@ -145,14 +183,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"results: {folder.name} ...", flush=True)
         results.append(run_dataset(folder, emb, args, reranker))
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps({"results": results, "meta": {}}, indent=1, default=str),
-                                 encoding="utf-8")
+        args.json_out.write_text(
+            json.dumps({"results": results, "meta": {}}, indent=1, default=str), encoding="utf-8"
+        )
     load = os.getloadavg()
-    meta = {"seconds": time.perf_counter() - t0, "loadavg": load, "cpus": os.cpu_count(),
-            "machine": f"{platform.machine()} {platform.system()}", "embedder": args.embedder,
-            "rerank_note": rr_note, "top_k": args.top_k, "command": "make results  (python bench/results.py "
-            + " ".join(sys.argv[1:]) + ")"}
-    args.json_out.write_text(json.dumps({"results": results, "meta": meta}, indent=1, default=str), encoding="utf-8")
+    meta = {
+        "seconds": time.perf_counter() - t0,
+        "loadavg": load,
+        "cpus": os.cpu_count(),
+        "machine": f"{platform.machine()} {platform.system()}",
+        "embedder": args.embedder,
+        "rerank_note": rr_note,
+        "top_k": args.top_k,
+        "command": "make results  (python bench/results.py " + " ".join(sys.argv[1:]) + ")",
+    }
+    args.json_out.write_text(
+        json.dumps({"results": results, "meta": meta}, indent=1, default=str), encoding="utf-8"
+    )
     from results_doc import write_markdown
 
     write_markdown(results, meta, bm25_references(args.datasets_dir / "README.md"), args.out, args.img_dir)

@@ -23,10 +23,14 @@ import shutil
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep the demo's output to its tables
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*")  # torch's int8 API deprecation notice
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -75,7 +75,7 @@ class SentenceTransformerEmbedder:
         self.device = choose_device(device)
         try:
             self._model: Any = st.SentenceTransformer(path, device=self.device)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelNotFoundError(
                 f"Could not load embedder {model!r} from {path!r} ({exc}). Pass a folder that holds a "
                 "sentence-transformers model, or a hub id reachable from this machine."

@@ -54,7 +54,8 @@ class BM25Index:
         self.keys = np.asarray(keys, dtype=np.int64)
         self.generation = generation
         self.k1, self.b = k1, b
-        self._row_of = {int(k): i for i, k in enumerate(self.keys)}
+        if self.keys.size > 1 and not bool(np.all(np.diff(self.keys) > 0)):
+            raise IndexCorruptError("BM25 keys are not strictly increasing; the index will be rebuilt.")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -95,8 +96,11 @@ class BM25Index:
         mask = None
         if allowed is not None:
             mask = np.zeros(len(self.keys), dtype=np.float32)
-            rows = [self._row_of[int(a)] for a in allowed if int(a) in self._row_of]
-            mask[rows] = 1.0
+            allowed = np.asarray(allowed, dtype=np.int64)
+            rows = np.searchsorted(self.keys, allowed)  # keys are sorted: rows are found by bisection
+            ok = rows < len(self.keys)
+            ok[ok] = self.keys[rows[ok]] == allowed[ok]
+            mask[rows[ok]] = 1.0
         scores = np.asarray(self._retriever.get_scores(q, weight_mask=mask), dtype=np.float32)
         positive = np.flatnonzero(scores > 0)
         if positive.size > k:

@@ -146,6 +146,8 @@ class Pipeline:
             str(index_dir), backend=backend, embedder=embedder, **(collection_options or {})
         )
         model, reason = load_reranker_or_reason(reranker, device=device)
+        if model is not None and isinstance(reranker, str):  # objects keep the calibration they were given
+            apply_stored_calibration(model, index_dir)
         return cls(collection, model, retriever=retriever, top_k=top_k, top_n=top_n, reason=reason)
 
     # -- searching ------------------------------------------------------------------------------------------
@@ -327,3 +329,33 @@ def load_reranker_or_reason(
     if model is None:
         return None, "reranking switched off (reranker=none)"
     return model, None
+
+
+def apply_stored_calibration(reranker: BaseReranker, *folders: str | Path | None) -> Path | None:
+    """Use the fit that ``rankfunnel calibrate`` stored for this reranker, if there is one.
+
+    Looks in each of ``folders`` (an index directory first), then in the reranker's own model folder, for a
+    ``calibration.json`` entry under the reranker's name; the first found replaces ``reranker.calibration``.
+    Returns the folder it came from, or None (the reranker keeps its default calibration).
+
+    Examples:
+        >>> from rankfunnel.rerank.fake import FakeReranker
+        >>> apply_stored_calibration(FakeReranker(), "/tmp/no-such-index") is None
+        True
+    """
+    try:
+        from rankfunnel.eval.calibrate import load_calibration
+    except ImportError:  # the eval module is optional for the pipeline
+        return None
+    name = getattr(reranker, "name", None)
+    if not name:
+        return None
+    for folder in (*folders, getattr(reranker, "path", None)):
+        if folder is None or not Path(folder).is_dir():
+            continue
+        calibration = load_calibration(folder, name)
+        if calibration is not None:
+            reranker.calibration = calibration
+            log.info("Using the calibration stored in %s for reranker %r: %s", folder, name, calibration)
+            return Path(folder)
+    return None

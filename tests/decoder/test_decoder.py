@@ -255,3 +255,21 @@ def test_invalid_arguments(tiny_zerank_path, rr_zerank):
         rr_zerank.score("  ", ["d"])
     with pytest.raises(InvalidInputError, match="Pair 0"):
         rr_zerank.predict([("q", None)])  # type: ignore[list-item]
+
+
+def test_load_reranker_picks_the_decoder_scorer(tiny_zerank_path):
+    from rankfunnel.rerank import load_reranker
+
+    rr = load_reranker(str(tiny_zerank_path), device="cpu")
+    assert isinstance(rr, DecoderReranker) and rr.style == "zerank"
+
+
+def test_half_precision_path_runs_and_tracks_fp32(tiny_zerank_path, rr_zerank):
+    """The GPU dtype path (bf16 weights, fp32 score vector) exercised on CPU: close to fp32, same ranking."""
+    pairs = make_pairs(seed=8, n_queries=2, docs_per_query=5)
+    ref = rr_zerank.predict(pairs)
+    rr = DecoderReranker(str(tiny_zerank_path), device="cpu", dtype="bf16")
+    assert rr.dtype == torch.bfloat16 and rr.score_weight.dtype == torch.float32
+    got = rr.predict(pairs)
+    assert np.abs(got - ref).max() < 0.1
+    assert np.corrcoef(got, ref)[0, 1] > 0.99

@@ -19,9 +19,28 @@ def _run(args: list[str]) -> dict | list:
 def test_eval_json_end_to_end(tiny_beir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     cache = tmp_path / "cache"
-    s = _run(["eval", str(tiny_beir), "--retriever", "bm25", "--reranker", "fake", "--top-k", "5",
-              "--embedder", "hashing-32", "--cache-dir", str(cache), "--out", str(out), "--json", "--quiet",
-              "--resamples", "200"])
+    s = _run(
+        [
+            "eval",
+            str(tiny_beir),
+            "--retriever",
+            "bm25",
+            "--reranker",
+            "fake",
+            "--top-k",
+            "5",
+            "--embedder",
+            "hashing-32",
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(out),
+            "--json",
+            "--quiet",
+            "--resamples",
+            "200",
+        ]
+    )
     assert s["dataset"] == "tiny" and s["split"] == "test"
     assert s["queries"] == 5 and s["skipped_no_relevant"] == 1
     assert set(s["stage1"]) >= {"ndcg@10", "mrr@10", "recall@100", "precision@5", "map@10"}
@@ -40,16 +59,51 @@ def test_eval_json_end_to_end(tiny_beir: Path, tmp_path: Path) -> None:
     assert (out / "ndcg_before_after.png").stat().st_size > 1000
     # the index was cached: a second run reuses it (marker file) and gives identical metrics
     assert list(cache.glob("*.complete.json"))
-    s2 = _run(["eval", str(tiny_beir), "--retriever", "bm25", "--reranker", "none", "--top-k", "5",
-               "--embedder", "hashing-32", "--cache-dir", str(cache), "--out", str(out), "--json", "--quiet"])
+    s2 = _run(
+        [
+            "eval",
+            str(tiny_beir),
+            "--retriever",
+            "bm25",
+            "--reranker",
+            "none",
+            "--top-k",
+            "5",
+            "--embedder",
+            "hashing-32",
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(out),
+            "--json",
+            "--quiet",
+        ]
+    )
     assert s2["stage1"] == s["stage1"] and s2["reranked"] is None and s2["lift"] == {}
 
 
 def test_eval_several_datasets_and_sweep(tiny_beir: Path, tmp_path: Path, beir_factory) -> None:
     other = beir_factory(tmp_path / "other", split="dev")
-    res = _run(["eval", "--datasets", f"{tiny_beir},{other}", "--embedder", "hashing-32", "--retriever", "hybrid",
-                "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--json", "--quiet",
-                "--sweep-fusion", "--top-k", "5"])
+    res = _run(
+        [
+            "eval",
+            "--datasets",
+            f"{tiny_beir},{other}",
+            "--embedder",
+            "hashing-32",
+            "--retriever",
+            "hybrid",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--quiet",
+            "--sweep-fusion",
+            "--top-k",
+            "5",
+        ]
+    )
     assert isinstance(res, list) and [r["dataset"] for r in res] == ["tiny", "other"]
     assert res[1]["split"] == "dev"  # no test split: falls back to dev
     sweep = res[0]["fusion_sweep"]
@@ -64,9 +118,31 @@ def test_eval_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_bench_json(tiny_beir: Path, tmp_path: Path) -> None:
-    r = _run(["bench", "--dataset", str(tiny_beir), "--reranker", "fake", "--embedder", "hashing-32",
-              "--cache-dir", str(tmp_path / "c"), "--batch-sizes", "8,16", "--warmup", "1", "--sustained-s", "0.2",
-              "--hourly-cost", "2.5", "--top-k", "5", "--json", "--quiet"])
+    r = _run(
+        [
+            "bench",
+            "--dataset",
+            str(tiny_beir),
+            "--reranker",
+            "fake",
+            "--embedder",
+            "hashing-32",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--batch-sizes",
+            "8,16",
+            "--warmup",
+            "1",
+            "--sustained-s",
+            "0.2",
+            "--hourly-cost",
+            "2.5",
+            "--top-k",
+            "5",
+            "--json",
+            "--quiet",
+        ]
+    )
     assert r["queries"] == 4  # 5 judged queries, 1 warm-up
     assert [row["batch_size"] for row in r["rerank_throughput"]] == [8, 16]
     assert all(row["pairs_per_s"] > 0 for row in r["rerank_throughput"])
@@ -81,9 +157,27 @@ def test_calibrate_json_and_load(tiny_beir: Path, tmp_path: Path) -> None:
 
     idx = tmp_path / "idx"
     idx.mkdir()
-    r = _run(["calibrate", "--dataset", str(tiny_beir), "--reranker", "fake", "--embedder", "hashing-32",
-              "--cache-dir", str(tmp_path / "c"), "--index-dir", str(idx), "--negatives", "3", "--json", "--quiet",
-              "--out", str(tmp_path / "fit.json")])
+    r = _run(
+        [
+            "calibrate",
+            "--dataset",
+            str(tiny_beir),
+            "--reranker",
+            "fake",
+            "--embedder",
+            "hashing-32",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--index-dir",
+            str(idx),
+            "--negatives",
+            "3",
+            "--json",
+            "--quiet",
+            "--out",
+            str(tmp_path / "fit.json"),
+        ]
+    )
     assert r["pairs"] > r["positives"] > 0
     assert r["ece_after"] <= r["ece_before"] + 1e-9
     cal = load_calibration(idx, "fake")

@@ -151,6 +151,9 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, sample_index: Path
     _assert_clean_error(
         run("search", "q", "--index-dir", str(sample_index), "--top-k", "0", "--reranker", "none"), "top_k"
     )
+    _assert_clean_error(
+        runner.invoke(app, ["search", "q"], env={"RANKFUNNEL_INDEX_DIR": None}), "No index given"
+    )
     docs = tmp_path / "d.txt"
     docs.write_text("x\n")
     _assert_clean_error(run("rerank", "-q", "x", "-d", str(docs), "--reranker", "none"), "needs a reranker")
@@ -180,3 +183,21 @@ def test_hub_probe_is_skipped_offline_and_for_local_models(tmp_path: Path, monke
     assert skip_hub_retries_if_unreachable(str(tmp_path)) is False  # an existing local folder
     assert skip_hub_retries_if_unreachable("fake") is False
     assert skip_hub_retries_if_unreachable(None) is False
+
+
+def test_index_folder_with_hnsw_and_upsert(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Refund policy\nRefunds within 30 days.\n", encoding="utf-8")
+    (docs / "b.txt").write_text("Shipping\nWe ship worldwide.\n", encoding="utf-8")
+    idx = str(tmp_path / "idx")
+    out = run_json("index", str(docs), "--index-dir", idx, "--embedder", "hashing", "--index-type", "hnsw")
+    assert out["added"] == 2
+    from rankfunnel.collection import open_collection
+
+    assert open_collection(idx).info()["index"]["index_type"] == "hnsw"
+    (docs / "a.md").write_text("# Refund policy\nRefunds within 60 days.\n", encoding="utf-8")
+    out = run_json("index", str(docs), "--index-dir", idx, "--upsert")  # embedder read from the index
+    assert (out["added"], out["skipped"], out["documents"]) == (2, 0, 2)
+    hit = run_json("search", "refund", "--index-dir", idx, "--reranker", "none", "--with-text")["hits"][0]
+    assert hit["id"] == "a.md" and hit["title"] == "Refund policy" and "60 days" in hit["text"]

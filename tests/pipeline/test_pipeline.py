@@ -170,3 +170,19 @@ def test_queries_without_candidates_in_a_batch(collection) -> None:
     single = [pipe.search("discount approval"), pipe.search("zzzqqq")]
     assert [r.hits for r in single] == [r.hits for r in many]
     assert [r.reranked for r in single] == [True, False]
+
+
+def test_from_dir_uses_the_stored_calibration(tmp_path: Path, fake_embedder, collection) -> None:
+    from rankfunnel.collection import open_collection
+    from rankfunnel.eval.calibrate import save_calibration
+    from rankfunnel.rerank.base import Calibration
+
+    idx = tmp_path / "idx"
+    open_collection(str(idx), embedder=fake_embedder, create=True).add(collection.get(collection.ids()))
+    default = Pipeline.from_dir(idx, reranker="fake", top_k=5, top_n=3).search("moon tides")
+    save_calibration(idx, "fake", Calibration(temperature=2.0, bias=1.0))
+    res = Pipeline.from_dir(idx, reranker="fake", top_k=5, top_n=3).search("moon tides")
+    assert [h.id for h in res.hits] == [h.id for h in default.hits]  # calibration never changes the order
+    for h in res.hits:
+        assert h.score == pytest.approx(1 / (1 + np.exp(-(h.rerank_score - 1.0) / 2.0)))
+    assert res.hits[0].score != pytest.approx(default.hits[0].score)

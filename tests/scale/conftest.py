@@ -16,9 +16,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("pymilvus")
-pytest.importorskip("milvus_lite")
-
 BACKENDS = ["faiss", "milvus-lite", "milvus-server"]
 _names = itertools.count()
 
@@ -32,6 +29,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`milvus-lite server` (the gRPC server of Milvus Lite 3.x) on 127.0.0.1 and a free port."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
     exe = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
     if not Path(exe).exists():
         pytest.skip("the milvus-lite command is not installed (pip install milvus-lite)")
@@ -84,6 +83,8 @@ def make_collection(
 
             col: Any = LocalCollection.create(tmp_path / f"faiss{len(made)}", embedder, **opts)
         else:
+            pytest.importorskip("pymilvus")
+            pytest.importorskip("milvus_lite")
             from rankfunnel.index.milvus import MilvusCollection
 
             if backend == "milvus-lite":

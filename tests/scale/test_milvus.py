@@ -6,10 +6,14 @@ import time
 
 import pytest
 
+pytest.importorskip("pymilvus")
+pytest.importorskip("milvus_lite")
+
 from rankfunnel.errors import IndexMismatchError, InvalidInputError
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.index.milvus import MilvusBackendError, MilvusCollection
 from rankfunnel.index.milvus_support import filter_expression, quote
+from rankfunnel.protocols import Collection
 from rankfunnel.types import Document
 
 DOCS = [
@@ -69,6 +73,7 @@ def test_open_collection_routes_to_milvus(tmp_path, fake_embedder):
     )
     try:
         assert isinstance(col, MilvusCollection) and col.info()["index"] == "HNSW"
+        assert isinstance(col, Collection)  # the runtime-checkable protocol
         col.add(DOCS)
         assert col.search("stock market", k=1, retriever="hybrid")[0].id == "d5"
     finally:

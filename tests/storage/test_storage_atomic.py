@@ -26,7 +26,9 @@ NEW = BASE | {f"new{i}" for i in range(N_NEW)}
 def _start(path: Path, mode: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(WRITER), str(path), mode, str(N_NEW)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # stderr goes to a file, so that a chatty child never blocks on a full pipe
+    with open(path.with_name(path.name + ".stderr"), "w") as err:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
 
 
 def _wait_for(proc: subprocess.Popen, marker: str, timeout: float = 60.0) -> None:
@@ -35,7 +37,7 @@ def _wait_for(proc: subprocess.Popen, marker: str, timeout: float = 60.0) -> Non
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            err = proc.stderr.read() if proc.stderr else ""
+            err = Path(proc.args[2] + ".stderr").read_text()[-3000:]
             raise AssertionError(f"writer exited before {marker}: {err}")
         if line.strip() == marker:
             return

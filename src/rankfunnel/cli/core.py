@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rankfunnel.cli import app
+from rankfunnel.cli._helpers import read_docs_file, skip_hub_retries_if_unreachable
 from rankfunnel.errors import InvalidInputError, RankfunnelError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,9 +89,12 @@ class IndexType(StrEnum):
 
 
 IndexDir = Annotated[
-    Path,
+    Path | None,
     typer.Option(
-        "--index-dir", "-i", envvar="RANKFUNNEL_INDEX_DIR", help="Index directory (env RANKFUNNEL_INDEX_DIR)."
+        "--index-dir",
+        "-i",
+        envvar="RANKFUNNEL_INDEX_DIR",
+        help="Index directory (env RANKFUNNEL_INDEX_DIR); not needed with --milvus-uri.",
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
@@ -134,7 +137,7 @@ def make_embedder(name: str, device: str | None = None) -> Any:
 
 
 def _open(
-    index_dir: Path,
+    index_dir: Path | None,
     backend: Backend,
     milvus_uri: str | None,
     *,
@@ -150,37 +153,17 @@ def _open(
                 "--backend milvus needs --milvus-uri (a local file for Milvus Lite, or http://host:19530)."
             )
         return open_collection(milvus_uri, backend="milvus", embedder=embedder, create=create, **opts)
+    if index_dir is None:
+        raise InvalidInputError(
+            "No index given: pass --index-dir DIR (or set RANKFUNNEL_INDEX_DIR), "
+            "or --milvus-uri URI for a Milvus collection."
+        )
     if not create and not index_dir.exists():
         raise InvalidInputError(
             f"Index directory {index_dir} does not exist. Build it first with "
             f"`rankfunnel index SOURCE --index-dir {index_dir}`."
         )
     return open_collection(str(index_dir), backend=backend.value, embedder=embedder, create=create, **opts)
-
-
-def skip_hub_retries_if_unreachable(spec: str | None, timeout: float = 3.0) -> bool:
-    """Probe the model hub once when ``spec`` names a hub model; if unreachable, switch to offline mode.
-
-    Without this, huggingface_hub retries an unreachable hub with back-off for about a minute and a half
-    before the reranker is reported unavailable. Returns True when offline mode was switched on.
-    """
-    if not spec or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
-        return False
-    parts = [re.sub(r":\d+$", "", p.strip()) for p in spec.split(",")]
-    if not any("/" in p and not p.startswith("remote:") and not Path(p).expanduser().exists() for p in parts):
-        return False
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
-        return False
-    except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        constants = sys.modules.get("huggingface_hub.constants")
-        if constants is not None:
-            setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 - read at call time by huggingface_hub
-        return True
 
 
 def _parse_filters(items: list[str] | None) -> dict[str, Any] | None:
@@ -207,7 +190,7 @@ def index(
     source: Annotated[
         Path, typer.Argument(help="BEIR corpus.jsonl, JSONL of {id,title,text,metadata}, or folder.")
     ],
-    index_dir: IndexDir,
+    index_dir: IndexDir = None,
     embedder: Annotated[
         str | None,
         typer.Option(
@@ -261,7 +244,7 @@ def index(
 @handle_errors
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
-    index_dir: IndexDir,
+    index_dir: IndexDir = None,
     retriever: Annotated[Retriever, typer.Option(help="Stage-1 retriever.")] = Retriever.dense,
     reranker: RerankerOpt = "auto",
     top_k: Annotated[int, typer.Option("--top-k", help="Stage-1 candidates handed to the reranker.")] = 100,
@@ -280,7 +263,12 @@ def search(
     """Search an index: stage-1 retrieval, then rerank (stage 1 only if the reranker cannot be loaded)."""
     import warnings
 
-    from rankfunnel.pipeline import Pipeline, load_reranker_or_reason, resolve_reranker_spec
+    from rankfunnel.pipeline import (
+        Pipeline,
+        apply_stored_calibration,
+        load_reranker_or_reason,
+        resolve_reranker_spec,
+    )
 
     filters = _parse_filters(filter_)
     collection = _open(index_dir, backend, milvus_uri)
@@ -288,6 +276,8 @@ def search(
     with warnings.catch_warnings():  # the reason is shown below; avoid printing it twice
         warnings.simplefilter("ignore", UserWarning)
         model, reason = load_reranker_or_reason(reranker, device=device)
+    if model is not None and index_dir is not None and backend is not Backend.milvus and not milvus_uri:
+        apply_stored_calibration(model, index_dir)  # the fit `rankfunnel calibrate` stored, if any
     pipe = Pipeline(collection, model, retriever=retriever.value, top_k=top_k, top_n=top_n, reason=reason)
     result = pipe.search(query, filter=filters)
     if as_json:
@@ -340,50 +330,6 @@ def _snip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def read_docs_file(path: Path) -> list[tuple[str, str]]:
-    """``(id, text)`` pairs from a JSONL file (strings or objects with ``text``) or one document per line."""
-    if not path.is_file():
-        raise InvalidInputError(
-            f"{path}: no such file. Pass --docs with a JSONL file or one document per line."
-        )
-    is_jsonl = path.suffix.lower() in {".jsonl", ".ndjson", ".json"}
-    docs: list[tuple[str, str]] = []
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise InvalidInputError(
-                    f"{path}:{lineno}: not valid UTF-8. Re-encode the file to UTF-8 "
-                    f"(e.g. `iconv -f latin1 -t utf-8 {path.name}`)."
-                ) from None
-            if not line.strip():
-                continue
-            if not is_jsonl:
-                docs.append((str(len(docs)), line))
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path}:{lineno}: malformed JSON ({exc.msg}). Write one JSON string or "
-                    'object {"id": ..., "text": ...} per line.'
-                ) from None
-            if isinstance(obj, str):
-                docs.append((str(len(docs)), obj))
-            elif isinstance(obj, dict) and isinstance(obj.get("text"), str):
-                title = obj.get("title") or ""
-                text = f"{title}\n{obj['text']}" if isinstance(title, str) and title else obj["text"]
-                docs.append((str(obj.get("id", obj.get("_id", len(docs)))), text))
-            else:
-                raise InvalidInputError(
-                    f'{path}:{lineno}: expected a string or an object with a "text" field.'
-                )
-    if not docs:
-        raise InvalidInputError(f"{path}: no documents found. Put one document per line.")
-    return docs
-
-
 @app.command()
 @handle_errors
 def rerank(
@@ -397,7 +343,7 @@ def rerank(
     as_json: JsonFlag = False,
 ) -> None:
     """Rerank a list of documents for one query (no index needed)."""
-    from rankfunnel.pipeline import resolve_reranker_spec
+    from rankfunnel.pipeline import apply_stored_calibration, resolve_reranker_spec
 
     items = read_docs_file(docs)
     name = resolve_reranker_spec(reranker, device)
@@ -409,6 +355,7 @@ def rerank(
     model = load_reranker(name, device=device)  # raises RerankerUnavailableError with a plain message
     if model is None:
         raise InvalidInputError("`rankfunnel rerank` needs a reranker; pass --reranker NAME|PATH or 'auto'.")
+    apply_stored_calibration(model)  # a fit stored beside the model folder by `rankfunnel calibrate`
     ranked = model.rank(query, [text for _, text in items], top_n)
     rows = [
         {"rank": r + 1, "index": i, "id": items[i][0], "rerank_score": raw, "score": norm}
@@ -440,7 +387,7 @@ def rerank(
 @handle_errors
 def info(as_json: JsonFlag = False) -> None:
     """Devices, library versions, resolved model paths and licence warnings."""
-    from rankfunnel.cli._info import collect_info
+    from rankfunnel.cli._helpers import collect_info
 
     data = collect_info()
     if as_json:

@@ -30,6 +30,7 @@ from rankfunnel._optional import require
 from rankfunnel.errors import IndexCorruptError, InvalidInputError
 
 INDEX_TYPES = ("flat", "hnsw")
+PROGRESS_MIN = 50_000  # HNSW additions of at least this many vectors get a progress bar
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,8 +141,16 @@ class FaissIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidInputError(f"Vectors have shape {vectors.shape}; this index needs (n, {self.dim}).")
-        if len(keys):
-            self._index.add_with_ids(vectors, np.ascontiguousarray(keys, dtype=np.int64))
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if len(keys) < PROGRESS_MIN or self.config.index_type == "flat":
+            if len(keys):
+                self._index.add_with_ids(vectors, keys)
+            return
+        from tqdm.auto import tqdm  # building a large HNSW graph takes minutes: show it
+
+        step = 20_000
+        for start in tqdm(range(0, len(keys), step), desc="HNSW graph", unit="chunk", leave=False):
+            self._index.add_with_ids(vectors[start:start + step], keys[start:start + step])
 
     def remove(self, keys: np.ndarray) -> None:
         if not len(keys):

@@ -20,6 +20,7 @@ Schema of the ``rankfunnel`` collection::
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -42,6 +43,12 @@ from rankfunnel.types import Document
 T = TypeVar("T")
 _LITE_REFS: dict[str, int] = {}
 _LITE_LOCK = threading.Lock()
+
+
+def _quiet_lite_iterator_warning(record: logging.LogRecord) -> bool:
+    # Milvus Lite has no server-side session timestamp, so every pymilvus query iterator warns that it uses
+    # the client's clock instead; that is expected for Lite and only added to the logger for Lite files.
+    return "failed to get mvccTs" not in record.getMessage()
 
 
 class MilvusBackendError(RankfunnelError):
@@ -210,6 +217,7 @@ class MilvusCollection(MilvusSearchMixin):
         if self._lite_path:
             with _LITE_LOCK:
                 _LITE_REFS[self._lite_path] = _LITE_REFS.get(self._lite_path, 0) + 1
+            logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_quiet_lite_iterator_warning)
         return client
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
@@ -233,8 +241,10 @@ class MilvusCollection(MilvusSearchMixin):
                     left = _LITE_REFS.get(self._lite_path, 1) - 1
                     _LITE_REFS[self._lite_path] = max(left, 0)
                 if left <= 0:
-                    from milvus_lite import server_manager_instance
-
+                    try:  # stop the embedded Lite server thread of this file (pymilvus started it)
+                        from milvus_lite.server_manager import server_manager_instance
+                    except ImportError:  # pragma: no cover - an old milvus-lite without one
+                        return
                     server_manager_instance.release_server(self._lite_path)
 
     def __enter__(self) -> MilvusCollection:

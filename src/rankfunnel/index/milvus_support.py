@@ -74,8 +74,8 @@ def filter_expression(filter: Mapping[str, Any] | None, field: str = "metadata")
     (metadata["year"] == 2023 or metadata["year"] == 2024)``. Keys and values are escaped.
 
     Examples:
-        >>> filter_expression({"lang": 'e"n'})
-        'metadata["lang"] == "e\\\\"n"'
+        >>> print(filter_expression({"lang": 'e"n', "tags.year": [2023, 2024]}))
+        metadata["lang"] == "e\"n" and (metadata["tags"]["year"] == 2023 or metadata["tags"]["year"] == 2024)
     """
     if not filter:
         return ""

@@ -111,7 +111,9 @@ class DecoderReranker(BaseReranker):
         chunk_overlap: Tokens shared by consecutive windows.
         aggregate: How window scores combine: ``"max"`` (default), ``"mean"`` or ``"first"``.
         max_chunks: Cap on windows per document (``None``: all); a warning counts documents cut by the cap.
-        batch_tokens: Token budget of one forward pass (batch size x padded length, prefix included).
+        batch_tokens: Token budget of one forward pass (batch size x padded length, prefix included);
+            ``"auto"``: 16,384 on GPU, 2,048 on CPU (big batches gain nothing there, smaller ones pad less);
+            ``None``: unbounded (then cap with ``max_batch_size``).
         max_batch_size: Optional cap on sequences per forward pass.
         sort_by_length: Sort sequences by length before batching (minimal padding).
         prefix_sharing: Run each query's prompt prefix once and reuse its key/value cache.
@@ -137,7 +139,7 @@ class DecoderReranker(BaseReranker):
         chunk_overlap: int = 128,
         aggregate: Aggregate = "max",
         max_chunks: int | None = None,
-        batch_tokens: int | None = 16384,
+        batch_tokens: int | Literal["auto"] | None = "auto",
         max_batch_size: int | None = None,
         sort_by_length: bool = True,
         prefix_sharing: bool = True,
@@ -150,15 +152,21 @@ class DecoderReranker(BaseReranker):
             raise InvalidInputError(f"chunk_overlap must be in [0, max_doc_tokens), got {chunk_overlap}.")
         if aggregate not in ("max", "mean", "first"):
             raise InvalidInputError(f"aggregate={aggregate!r} is unknown; use 'max', 'mean' or 'first'.")
-        if batch_tokens is not None and batch_tokens < 1:
-            raise InvalidInputError(f"batch_tokens must be >= 1 or None, got {batch_tokens}.")
+        if (
+            batch_tokens != "auto"
+            and batch_tokens is not None
+            and (not isinstance(batch_tokens, int) or batch_tokens < 1)
+        ):
+            raise InvalidInputError(
+                f"batch_tokens must be an integer >= 1, 'auto' or None, got {batch_tokens!r}."
+            )
         if max_chunks is not None and max_chunks < 1:
             raise InvalidInputError(f"max_chunks must be >= 1 or None, got {max_chunks}.")
         if style != "auto" and style not in STYLES:
             raise InvalidInputError(f"style={style!r} is unknown; use 'auto', 'zerank' or 'qwen3-reranker'.")
         self.torch = require("torch", "core")
         self.max_doc_tokens, self.chunk_overlap, self.aggregate = max_doc_tokens, chunk_overlap, aggregate
-        self.max_chunks, self.batch_tokens, self.max_batch_size = max_chunks, batch_tokens, max_batch_size
+        self.max_chunks, self.max_batch_size = max_chunks, max_batch_size
         self.sort_by_length, self.prefix_sharing, self.show_progress = (
             sort_by_length,
             prefix_sharing,
@@ -171,6 +179,9 @@ class DecoderReranker(BaseReranker):
         self.style = _detect_style(model, logit_cfg) if style == "auto" else style
         self.device = choose_device(device)
         self.dtype = dtype if isinstance(dtype, self.torch.dtype) else choose_dtype(self.device, dtype)
+        self.batch_tokens: int | None = (
+            (2048 if self.device == "cpu" else 16384) if batch_tokens == "auto" else batch_tokens
+        )
         self.name = model
         try:
             from transformers import AutoModelForCausalLM, AutoTokenizer

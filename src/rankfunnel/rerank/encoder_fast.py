@@ -11,14 +11,16 @@ Compute routes:
   with ``onnxruntime.quantization``, cached beside the model (or under ``~/.cache/rankfunnel``).
 - ``torch-fp32``: the same batching in full precision (the reference for agreement checks).
 
-``route="auto"`` uses :data:`DEFAULT_CPU_ROUTE`, chosen by ``bench/rerank_encoder.py`` measurements (see
-``docs/benchmarks.md``). Scores agree with :class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` to
+``route="auto"`` uses :func:`default_route`, chosen by ``bench/rerank_encoder.py`` measurements (see
+``docs/benchmarks.md``): bf16 where the CPU has native bf16 matrix units (AMX / AVX512-BF16), where it was
+the fastest route and the closest to fp32; dynamic int8 elsewhere. Scores agree with :class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` to
 float tolerance on ``torch-fp32`` and in rank (Spearman) on the reduced-precision routes.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,26 @@ from rankfunnel.rerank.onnx_cache import OnnxEncoder
 log = logging.getLogger(__name__)
 
 ROUTES = ("torch-fp32", "torch-int8", "torch-bf16", "onnx-fp32", "onnx-int8")
-DEFAULT_CPU_ROUTE = "torch-int8"
+DEFAULT_CPU_ROUTE = "torch-int8"  # for CPUs without native bf16; see default_route()
 SUPPORTED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta-v2"})
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux ``/proc/cpuinfo`` flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        return False
+    return False
+
+
+def default_route() -> str:
+    """``torch-bf16`` on CPUs with native bf16 matrix units, else :data:`DEFAULT_CPU_ROUTE` (``torch-int8``)."""
+    return "torch-bf16" if cpu_has_native_bf16() else DEFAULT_CPU_ROUTE
 
 
 def fast_path_available(model_type: str) -> bool:
@@ -71,7 +91,7 @@ class FastEncoderReranker(BaseReranker):
     Args:
         model: Hub id or local folder of a sequence-classification cross-encoder.
         device: Only ``cpu`` (or None/``auto``) is supported; use ``CrossEncoderReranker`` on GPUs.
-        route: One of :data:`ROUTES`, or ``auto`` for :data:`DEFAULT_CPU_ROUTE`.
+        route: One of :data:`ROUTES`, or ``auto`` for :func:`default_route`.
         token_budget: Upper bound on padded tokens per forward pass (bounds memory, removes padding waste).
         batch_size: Upper bound on pairs per forward pass.
         max_length: Token limit per pair (longest-first truncation, like sentence-transformers); default the
@@ -94,7 +114,7 @@ class FastEncoderReranker(BaseReranker):
         if device not in (None, "auto", "cpu"):
             raise InvalidInputError(f"FastEncoderReranker runs on CPU only, got device={device!r}; "
                                     "use CrossEncoderReranker (or load_reranker) on GPUs.")
-        route = DEFAULT_CPU_ROUTE if route == "auto" else route
+        route = default_route() if route == "auto" else route
         if route not in ROUTES:
             raise InvalidInputError(f"route={route!r} is unknown; use one of auto, {', '.join(ROUTES)}.")
         if token_budget < 16:
@@ -133,7 +153,9 @@ class FastEncoderReranker(BaseReranker):
         if self.threads:
             torch.set_num_threads(self.threads)
         if self.route == "torch-int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            with warnings.catch_warnings():  # torch.ao's deprecation notice; torchao has no CPU drop-in yet
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         elif self.route == "torch-bf16":
             model = model.to(torch.bfloat16)
         if self.route.startswith("onnx"):

@@ -183,8 +183,12 @@ class RerankEngine:
                 if left <= 0:
                     reasons.append(f"no time left for reranker {reranker.name!r}")
                     break
-                if self.config.attempt_timeout_ms is not None and pos < len(self.batchers) - 1:
-                    left = min(left, self.config.attempt_timeout_ms / 1e3)
+                budget = "request deadline"
+                attempt_s = (
+                    None if self.config.attempt_timeout_ms is None else self.config.attempt_timeout_ms / 1e3
+                )
+                if attempt_s is not None and pos < len(self.batchers) - 1 and attempt_s < left:
+                    left, budget = attempt_s, "attempt_timeout_ms"
                 try:
                     part = await asyncio.wait_for(batcher.predict([(query, docs[i]) for i in miss]), left)
                 except OverloadedError:
@@ -192,7 +196,9 @@ class RerankEngine:
                         self.metrics.rejected.inc()
                     raise
                 except TimeoutError:
-                    reasons.append(f"reranker {reranker.name!r} timed out after {left * 1e3:.0f} ms")
+                    reasons.append(
+                        f"reranker {reranker.name!r} timed out after {left * 1e3:.0f} ms ({budget})"
+                    )
                     self._fallback("timeout")
                     continue
                 except Exception as exc:  # noqa: BLE001 - any model failure moves down the chain
