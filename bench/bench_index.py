@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=300, help="queries timed per retriever (0 = all)")
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--index-dir", type=Path, default=None, help="where to build (default: a temp dir)")
+    ap.add_argument("--from-index", type=Path, default=None,
+                    help="time searches on a copy of this built index of the dataset (skips the build)")
     ap.add_argument("--json", type=Path, default=ROOT / "out" / "bench_index.json")
     args = ap.parse_args(argv)
 
@@ -103,11 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     model_load_s = time.perf_counter() - t0
     tmp = tempfile.TemporaryDirectory(prefix="rf-bench-index-")
     index_dir = args.index_dir or Path(tmp.name) / "index"
-    col = LocalCollection.create(index_dir, emb, index_type=args.index_type)
+    build_s = float("nan")
+    if args.from_index is not None:
+        import shutil
 
-    t0 = time.perf_counter()
-    col.add(docs, show_progress=True)
-    build_s = time.perf_counter() - t0
+        shutil.copytree(args.from_index, index_dir)
+        col = LocalCollection.open(index_dir, emb)
+        if len(col) != len(docs):
+            print(f"{args.from_index} holds {len(col)} documents, the corpus {len(docs)}: not this dataset.")
+            return 1
+    else:
+        col = LocalCollection.create(index_dir, emb, index_type=args.index_type)
+        t0 = time.perf_counter()
+        col.add(docs, show_progress=True)
+        build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     col.search("warm up", k=1, retriever="bm25")  # builds and saves the BM25 index
     bm25_build_s = time.perf_counter() - t0
@@ -136,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         "embedder": emb.name, "device": args.device, "threads": args.threads,
         "faiss_threads": args.faiss_threads, "index_type": args.index_type,
         "model_load_s": round(model_load_s, 2), "build_s": round(build_s, 2),
-        "build_docs_per_s": round(len(docs) / build_s, 1), "bm25_build_s": round(bm25_build_s, 2),
+        "build_docs_per_s": round(len(docs) / build_s, 1) if build_s == build_s else None,
+        "from_index": str(args.from_index) if args.from_index else None,
+        "bm25_build_s": round(bm25_build_s, 2),
         "search": results, "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after], "cpus": os.cpu_count(),
         "machine": platform.platform(), "python": sys.version.split()[0],

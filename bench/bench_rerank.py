@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run bench/rerank_decoder.py (default)")
     p.add_argument("--no-decoder", dest="decoder", action="store_false", help="skip the decoder case")
     p.add_argument("--decoder-docs", type=int, default=None, help="documents for the decoder case")
+    p.add_argument("--model", default=None, help="encoder case: a cross-encoder folder instead of the MiniLM")
     p.add_argument("--datasets", default=str(rerank_encoder.DATASETS), help="folder holding scifact/")
     p.add_argument("--out", default="out/bench/bench_rerank.json", help="JSON results file")
     return p.parse_args(argv)
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = parse_args(argv)
     out_dir = Path(a.out).parent
     enc = rerank_encoder.run({"routes": a.routes, "docs": a.docs, "rounds": a.rounds, "threads": a.threads,
-                              "datasets": a.datasets, "out": str(out_dir / "rerank_encoder.json")})
+                              "model": a.model, "datasets": a.datasets,
+                              "out": str(out_dir / "rerank_encoder.json")})
     rerank_encoder.print_table(enc)
     results: dict[str, Any] = {"cpu_encoder": enc}
     headline = ("cpu_encoder", enc["speedup_vs_sentence_transformers"])

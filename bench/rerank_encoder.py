@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
     p.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers batch size")
     p.add_argument("--model-dir", default=None, help="where the MiniLM cross-encoder is built/cached")
+    p.add_argument("--model", default=None, help="use this cross-encoder folder (e.g. a trained one) instead")
     p.add_argument("--datasets", default=str(DATASETS), help="folder holding scifact/")
     p.add_argument("--out", default="out/bench/rerank_encoder.json", help="JSON results file")
     p.add_argument("--seed", type=int, default=0)
@@ -83,7 +84,8 @@ def load_pairs(datasets: str | Path, tokenizer: Any, n_docs: int, lo: int = 100,
     return [(query, d) for d in docs], "generated"
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], Any]], rounds: int, n_pairs: int) -> dict[str, dict[str, float]]:
+def time_interleaved(fns: Mapping[str, Callable[[], Any]], rounds: int, n_pairs: int
+                     ) -> dict[str, dict[str, float]]:
     """Round-robin timing after one warm-up each: median wall and CPU-time pairs/s per function."""
     for fn in fns.values():
         fn()
@@ -114,7 +116,10 @@ def run(args: argparse.Namespace | Mapping[str, Any] | None = None) -> dict[str,
     torch.set_num_threads(a.threads)
     model_dir = Path(a.model_dir or Path(os.environ.get("RANKFUNNEL_BENCH_DIR", "/tmp/rankfunnel-bench"))
                      / "minilm-l6-ce")
-    build_minilm_cross_encoder(model_dir, seed=a.seed)
+    if a.model:
+        model_dir = Path(a.model)
+    else:
+        build_minilm_cross_encoder(model_dir, seed=a.seed)
     st = CrossEncoder(str(model_dir), device="cpu", activation_fn=torch.nn.Identity())
     pairs, source = load_pairs(a.datasets, st.tokenizer, a.docs, seed=a.seed)
     lengths = [len(x) for x in st.tokenizer([q for q, _ in pairs], [d for _, d in pairs])["input_ids"]]
@@ -155,13 +160,16 @@ def print_table(res: Mapping[str, Any]) -> None:
     from rich.table import Table
 
     t = Table(title=f"{res['case']}: 1 query x {res['pairs']} {res['source']} docs, "
-                    f"~{res['mean_tokens']:.0f} tokens/pair, {res['threads']} threads, load {res['load_avg_1m']:.1f}")
-    for col in ("variant", "pairs/s", "speedup", "pairs/cpu-s", "speedup (cpu)", "Spearman vs fp32", "max |diff|"):
+                    f"~{res['mean_tokens']:.0f} tokens/pair, {res['threads']} threads, "
+                    f"load {res['load_avg_1m']:.1f}")
+    cols = ("variant", "pairs/s", "speedup", "pairs/cpu-s", "speedup (cpu)", "Spearman vs fp32", "max |diff|")
+    for col in cols:
         t.add_column(col, justify="left" if col == "variant" else "right")
     for r in res["rows"]:
-        t.add_row(r["variant"], f"{r['pairs_per_s']:.2f}", f"{r['speedup']:.2f}", f"{r['pairs_per_cpu_s']:.2f}",
-                  f"{r['speedup_cpu_time']:.2f}", f"{r['spearman_vs_fp32']:.4f}", f"{r['max_abs_diff_vs_fp32']:.2e}")
-    Console().print(t)
+        t.add_row(r["variant"], f"{r['pairs_per_s']:.2f}", f"{r['speedup']:.2f}",
+                  f"{r['pairs_per_cpu_s']:.2f}", f"{r['speedup_cpu_time']:.2f}",
+                  f"{r['spearman_vs_fp32']:.4f}", f"{r['max_abs_diff_vs_fp32']:.2e}")
+    Console(width=150).print(t)
 
 
 if __name__ == "__main__":

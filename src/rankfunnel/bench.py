@@ -107,7 +107,7 @@ class BenchResult:
 
 
 def _set_batch_size(reranker: Any, batch_size: int) -> bool:
-    for attr in ("batch_size", "_batch_size"):
+    for attr in ("batch_size", "max_rows", "_batch_size"):  # max_rows: FastEncoderReranker's pairs per pass
         if hasattr(reranker, attr):
             setattr(reranker, attr, batch_size)
             return True
@@ -134,7 +134,10 @@ def rerank_throughput(
         raise InvalidInputError("No (query, document) pairs to time: the benchmark needs at least one query.")
     request = [pairs[i % len(pairs)] for i in range(pairs_per_request)]
     sync = _cuda_sync()
-    original = getattr(reranker, "batch_size", None)
+    original = next(
+        (getattr(reranker, a) for a in ("batch_size", "max_rows", "_batch_size") if hasattr(reranker, a)),
+        None,
+    )
     rows = []
     for bs in batch_sizes:
         applied = _set_batch_size(reranker, bs)

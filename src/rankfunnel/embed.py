@@ -160,10 +160,12 @@ class HashingEmbedder:
         items = _check_texts(texts)
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         for i, text in enumerate(items):
-            tokens = _TOKEN.findall(text.lower()) or [""]
-            for tok in tokens:
+            counts: dict[str, int] = {}
+            for tok in _TOKEN.findall(text.lower()) or [""]:
+                counts[tok] = counts.get(tok, 0) + 1
+            for tok, c in counts.items():  # hash each distinct token once
                 j, sign = self._bucket(tok)
-                out[i, j] += sign
+                out[i, j] += sign * c
             if not out[i].any():  # every count cancelled out: fall back to the empty-text vector
                 j, sign = self._bucket("")
                 out[i, j] = sign

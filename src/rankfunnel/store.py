@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS docs (
     metadata TEXT NOT NULL,
     vector BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS docs_key_id ON docs(key, id);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _FIELD = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -61,6 +62,7 @@ class DocStore:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: hits are read often
             self._conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(
@@ -187,6 +189,14 @@ class DocStore:
                     metadata = {} if meta == "{}" else json.loads(meta)
                     doc = Document(id=id_, title=title, text=text, metadata=metadata)
                     out[key if column == "key" else id_] = (int(key), doc)
+        return out
+
+    def ids_by_keys(self, keys: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        with self._lock:
+            for part in _chunks([int(k) for k in keys]):
+                marks = ",".join("?" * len(part))
+                out.update(self._conn.execute(f"SELECT key, id FROM docs WHERE key IN ({marks})", part))
         return out
 
     def docs_by_keys(self, keys: Sequence[int]) -> dict[int, Document]:

@@ -31,7 +31,7 @@ def test_token_budget_batches_cover_every_index_once(lengths, budget, rows):
 
 
 def test_fp32_route_equals_reference(tiny_bert_ce_path, bert_reranker):
-    fast = FastEncoderReranker(str(tiny_bert_ce_path), route="torch-fp32", token_budget=64, batch_size=5)
+    fast = FastEncoderReranker(str(tiny_bert_ce_path), route="torch-fp32", token_budget=256, batch_size=5)
     docs = _docs(23)
     ref = bert_reranker.score(QUERY, docs)
     got = fast.score(QUERY, docs)

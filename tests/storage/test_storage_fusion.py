@@ -56,3 +56,13 @@ def test_fuse_and_config_validation():
         rrf([["a"], ["b"]], weights=[1.0])
     with pytest.raises(InvalidInputError):
         normalise({"a": 1.0}, "softmax")
+
+
+def test_bm25_tokenizer_matches_bm25s():
+    import bm25s
+
+    from rankfunnel.lexical import tokenize
+
+    texts = ["The quick brown fox, isn't it?", "Ünïcödé ÉTÉ straße x y", "", "a I the of", "IndexError: [0]"]
+    ref = [list(t) for t in bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)]
+    assert tokenize(texts) == ref

@@ -58,7 +58,6 @@ def dataset_collection(
         >>> col = dataset_collection(load_beir("../shared/datasets/adi"), make_embedder())  # doctest: +SKIP
     """
     from rankfunnel.collection import open_collection
-    from rankfunnel.ingest import index_source
 
     folder = Path(cache_dir) / f"{_slug(ds.name)}-{_slug(embedder.name)}"
     marker = folder.parent / f"{folder.name}.complete.json"
@@ -73,9 +72,40 @@ def dataset_collection(
             return open_collection(str(folder), embedder=embedder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     col = open_collection(str(folder), embedder=embedder, create=True)
-    stats = index_source(col, corpus, resume=True, show_progress=show_progress)
-    marker.write_text(json.dumps({**stamp, "docs": len(col), "added": stats.added}), encoding="utf-8")
+    added, empty = _index_corpus(col, ds, show_progress=show_progress)
+    marker.write_text(
+        json.dumps({**stamp, "docs": len(col), "added": added, "skipped_empty": empty}), encoding="utf-8"
+    )
     return col
+
+
+def _index_corpus(col: Any, ds: BeirDataset, *, show_progress: bool, chunk: int = 1024) -> tuple[int, int]:
+    """Add the corpus in committed chunks, resuming after ids already present.
+
+    BEIR corpora contain documents with neither title nor text (e.g. cranfield 471); they cannot be
+    embedded meaningfully, so they are skipped and counted (returned as the second value) instead of failing.
+    """
+    from rich.progress import Progress
+
+    existing = set(col.ids()) if len(col) else set()
+    added = empty = 0
+    batch: list[Any] = []
+    with Progress(disable=not show_progress, transient=True) as bar:
+        task = bar.add_task(f"indexing {ds.name}", total=None)
+        for doc in ds.corpus():
+            if not doc.content.strip():
+                empty += 1
+                continue
+            if doc.id in existing:
+                continue
+            batch.append(doc)
+            if len(batch) >= chunk:
+                added += col.add(batch, upsert=False, show_progress=False)
+                bar.advance(task, len(batch))
+                batch = []
+        if batch:
+            added += col.add(batch, upsert=False, show_progress=False)
+    return added, empty
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -483,19 +483,21 @@ class LocalCollection:
             lexical = (
                 [self._lexical().search(q, depth, allowed) for q in qs] if retriever != "dense" else None
             )
+            # candidates are named by id (cheap), fused, and only the final top k are read in full
             wanted = {key for runs in (dense or [], lexical or []) for run in runs for key, _ in run}
-            docs = self._store.docs_by_keys(sorted(wanted))
-        by_id = {doc.id: doc for doc in docs.values()}
-        out = []
-        for i in range(len(qs)):
-            # a key the store no longer holds (never expected: caches are rebuilt when stale) is skipped
-            d = _ranked([(docs[key].id, s) for key, s in (dense[i] if dense else []) if key in docs])
-            b = _ranked([(docs[key].id, s) for key, s in (lexical[i] if lexical else []) if key in docs])
-            ranked = cfg.fuse(d, b) if retriever == "hybrid" else (d or b)
-            out.append(
-                [
-                    Hit(id=doc_id, rank=r, score=s, stage1_rank=r, stage1_score=s, document=by_id[doc_id])
-                    for r, (doc_id, s) in enumerate(ranked[:k], start=1)
-                ]
-            )
-        return out
+            id_of = self._store.ids_by_keys(sorted(wanted))
+            key_of = {doc_id: key for key, doc_id in id_of.items()}
+            rankings = []
+            for i in range(len(qs)):
+                # a key the store no longer holds (never expected: caches are rebuilt when stale) is skipped
+                d = _ranked([(id_of[key], s) for key, s in (dense[i] if dense else []) if key in id_of])
+                b = _ranked([(id_of[key], s) for key, s in (lexical[i] if lexical else []) if key in id_of])
+                rankings.append((cfg.fuse(d, b) if retriever == "hybrid" else (d or b))[:k])
+            docs = self._store.docs_by_keys(sorted({key_of[d] for r in rankings for d, _ in r}))
+        return [
+            [
+                Hit(id=doc_id, rank=r, score=s, stage1_rank=r, stage1_score=s, document=docs[key_of[doc_id]])
+                for r, (doc_id, s) in enumerate(ranking, start=1)
+            ]
+            for ranking in rankings
+        ]

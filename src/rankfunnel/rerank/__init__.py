@@ -70,10 +70,16 @@ def _call_with_supported(factory: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _architecture(path: str) -> tuple[str, str]:
-    """``(architecture, model_type)`` from a local folder's config.json ("" when unknown)."""
+    """``(architecture, model_type)`` from the model's config.json, local or hub ("" when unknown)."""
     cfg = Path(path) / "config.json"
     if not cfg.is_file():
-        return "", ""
+        try:  # a hub id: config.json is small and cached by huggingface_hub
+            from huggingface_hub import hf_hub_download
+
+            cfg = Path(hf_hub_download(path, "config.json"))
+        except Exception as exc:  # noqa: BLE001 - unknown architecture: the loader reports real problems
+            log.info("Could not read config.json of %s (%s).", path, exc)
+            return "", ""
     try:
         data = json.loads(cfg.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -13,8 +13,9 @@ Compute routes:
 
 ``route="auto"`` uses :func:`default_route`, chosen by ``bench/rerank_encoder.py`` measurements (see
 ``docs/benchmarks.md``): bf16 where the CPU has native bf16 matrix units (AMX / AVX512-BF16), where it was
-the fastest route and the closest to fp32; dynamic int8 elsewhere. Scores agree with :class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` to
-float tolerance on ``torch-fp32`` and in rank (Spearman) on the reduced-precision routes.
+the fastest route and the closest to fp32; dynamic int8 elsewhere. Scores agree with
+:class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` to float tolerance on ``torch-fp32`` and in
+rank (Spearman) on the reduced-precision routes.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 def default_route() -> str:
-    """``torch-bf16`` on CPUs with native bf16 matrix units, else :data:`DEFAULT_CPU_ROUTE` (``torch-int8``)."""
+    """``torch-bf16`` on CPUs with native bf16 matrix units, else ``torch-int8``."""
     return "torch-bf16" if cpu_has_native_bf16() else DEFAULT_CPU_ROUTE
 
 
@@ -70,7 +71,7 @@ def token_budget_batches(lengths: Sequence[int], token_budget: int, max_rows: in
 
     Examples:
         >>> [b.tolist() for b in token_budget_batches([5, 1, 3, 2], token_budget=6, max_rows=8)]
-        [[1, 3, 2], [0]]
+        [[1, 3], [2], [0]]
     """
     order = np.argsort(np.asarray(lengths), kind="stable")
     batches: list[np.ndarray] = []
@@ -108,7 +109,7 @@ class FastEncoderReranker(BaseReranker):
     """
 
     def __init__(self, model: str | Path, *, device: str | None = None, route: str = "auto",
-                 token_budget: int = 8192, batch_size: int | None = 64, max_length: int | None = None,
+                 token_budget: int = 16384, batch_size: int | None = 128, max_length: int | None = None,
                  calibration: Calibration | None = None, threads: int | None = None,
                  cache_dir: str | Path | None = None) -> None:
         if device not in (None, "auto", "cpu"):
@@ -122,7 +123,7 @@ class FastEncoderReranker(BaseReranker):
         self.name = str(model)
         self.route = route
         self.token_budget = int(token_budget)
-        self.max_rows = int(batch_size or 64)
+        self.max_rows = int(batch_size or 128)
         if self.max_rows < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}.")
         self.threads = threads

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import math
 import time
@@ -281,12 +282,17 @@ def create_app(
         finally:
             await engine.stop()
 
+    extra: dict[str, Any] = {}
+    if (
+        "max_body_size" in inspect.signature(FastAPI.__init__).parameters
+    ):  # FastAPI >= 0.16x: 413 before parsing
+        extra["max_body_size"] = cfg.limits.max_body_bytes
     app = FastAPI(
         title="rankfunnel",
         version=_version(),
         lifespan=lifespan,
         description="Two-stage search and reranking (rankfunnel, Cohere v2, ZeroEntropy and TEI shapes).",
-        max_body_size=cfg.limits.max_body_bytes,
+        **extra,
     )
     app.state.config = cfg
     app.state.metrics = metrics

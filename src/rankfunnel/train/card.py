@@ -33,7 +33,7 @@ def data_licence_note(dataset_name: str, given: str | None) -> str:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def write_model_card(
