@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="only rewrite the docs from saved results JSON files (merged in dataset order)",
     )
+    p.add_argument("--pending", default="", help="with --from-json: datasets missing from the saved results")
+    p.add_argument("--pending-reason", default="", help="with --pending: why they are missing")
+    p.add_argument("--note", default="", help="with --from-json: a paragraph added under the header")
     return p.parse_args(argv)
 
 

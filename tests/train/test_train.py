@@ -63,7 +63,7 @@ def test_train_cli_writes_loadable_cross_encoder_with_card(
     ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    summary = json.loads(res.stdout)  # stdout holds only the JSON
     assert summary["steps"] == 4 and summary["held_out_queries"] == 3
     assert "heldout_ndcg@10" in summary["metrics"] and "heldout_base_ndcg@10" in summary["metrics"]
     assert (tmp_path / ".cache" / "indexes").is_dir()  # mined with the project's own cached index

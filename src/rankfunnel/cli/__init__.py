@@ -27,6 +27,21 @@ for _name in _COMMAND_MODULES:
             raise
 
 
+def _remote_keys_from_env() -> None:
+    """Environment variables are read here, in the CLI layer only, and handed to the library."""
+    import os
+
+    from rankfunnel.rerank.remote import DEFAULT_API_KEYS
+
+    if os.environ.get("ZEROENTROPY_API_KEY"):
+        DEFAULT_API_KEYS["zeroentropy"] = os.environ["ZEROENTROPY_API_KEY"]
+    generic = os.environ.get("RANKFUNNEL_REMOTE_API_KEY")
+    if generic:
+        DEFAULT_API_KEYS.setdefault("cohere", generic)
+        DEFAULT_API_KEYS.setdefault("tei", generic)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _remote_keys_from_env()
     app()

@@ -36,6 +36,17 @@ def serve(
             help="Index directory for /v1/search (omit: rerank only).",
         ),
     ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="Vector index backend: auto, faiss or milvus.")
+    ] = "auto",
+    milvus_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--milvus-uri",
+            envvar="RANKFUNNEL_MILVUS_URI",
+            help="Milvus Lite file or http://host:19530 (instead of --index-dir).",
+        ),
+    ] = None,
     host: Annotated[
         str,
         typer.Option(
@@ -116,6 +127,8 @@ def serve(
 def _serve(
     *,
     index_dir: Path | None,
+    backend: str,
+    milvus_uri: str | None,
     host: str,
     port: int,
     reranker: str,
@@ -148,6 +161,10 @@ def _serve(
     uvicorn = require("uvicorn", "server")
     if not 0 < port < 65536:
         raise InvalidInputError(f"--port must be between 1 and 65535, got {port}.")
+    if backend not in ("auto", "faiss", "milvus"):
+        raise InvalidInputError(f"--backend must be auto, faiss or milvus, got {backend!r}.")
+    if backend == "milvus" and not milvus_uri:
+        raise InvalidInputError("--backend milvus needs --milvus-uri (a Milvus Lite file or http://host:19530).")
     if index_dir is not None and not index_dir.exists():
         raise InvalidInputError(f"--index-dir {index_dir} does not exist; build it with `rankfunnel index`.")
     keys = _api_keys(api_key)
@@ -178,5 +195,8 @@ def _serve(
         trust_remote_code=trust_remote_code,
     )
     specs = [s for s in (resolve_reranker_spec(x, device) for x in [reranker, *(fallback or [])]) if s]
-    application = create_app(config, index_dir=index_dir, reranker_specs=specs, device=device)
+    target: str | Path | None = index_dir
+    if milvus_uri:
+        target, backend = milvus_uri, "milvus"
+    application = create_app(config, index_dir=target, reranker_specs=specs, device=device, backend=backend)
     uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="on")

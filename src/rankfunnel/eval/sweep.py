@@ -178,11 +178,12 @@ def choose_default(
     *,
     tolerance: float = 0.01,
 ) -> dict[str, Any]:
-    """Pick the one fusion setting that is best in the worst case over datasets.
+    """Pick one fusion setting for every dataset: safe first, then best on average.
 
-    For every (method, weight) the shortfall on a dataset is ``best single retriever - fused``; the choice
-    minimises the largest shortfall (ties: higher mean score). ``ok`` says whether that largest shortfall is
-    within ``tolerance``; when it is not, no fixed weight keeps hybrid safe and dense should stay the default.
+    For every (method, weight) the shortfall on a dataset is ``best single retriever - fused``. Among the
+    settings whose largest shortfall is within ``tolerance`` the one with the highest mean score wins; if no
+    setting is that safe, the one with the smallest largest shortfall (then: the best mean). ``ok`` says
+    whether the choice is within ``tolerance`` everywhere.
     """
     names = list(report_curves)
     options = [
@@ -193,7 +194,11 @@ def choose_default(
         shortfalls = {n: max(single[n].values()) - report_curves[n][m][w] for n in names}
         mean = sum(report_curves[n][m][w] for n in names) / len(names)
         scored.append((max(shortfalls.values()), -mean, m, w, shortfalls))
-    worst, neg_mean, m, w, shortfalls = min(scored, key=lambda t: (t[0], t[1]))
+    safe = [t for t in scored if t[0] <= tolerance]
+    if safe:  # among settings that never fall more than ``tolerance`` short, the best on average
+        worst, neg_mean, m, w, shortfalls = min(safe, key=lambda t: (t[1], t[0]))
+    else:
+        worst, neg_mean, m, w, shortfalls = min(scored, key=lambda t: (t[0], t[1]))
     return {
         "method": m,
         "dense_weight": w,

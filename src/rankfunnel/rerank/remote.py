@@ -116,6 +116,12 @@ def _detail(resp: Any) -> str:
     return str(body)[:300]
 
 
+# API keys by API family ("zeroentropy", "cohere", "tei"), used when a RemoteReranker gets no api_key.
+# The library never reads the environment: the CLI and service layers fill this from ZEROENTROPY_API_KEY
+# and RANKFUNNEL_REMOTE_API_KEY (see rankfunnel.cli.main), so every call site of load_reranker gets the key.
+DEFAULT_API_KEYS: dict[str, str] = {}
+
+
 class RemoteReranker(BaseReranker):
     """Scores (query, document) pairs with a remote rerank API.
 
@@ -156,6 +162,7 @@ class RemoteReranker(BaseReranker):
                  transport: Any = None) -> None:
         httpx = require("httpx", "server")
         self.api, self.url = resolve_endpoint(url, api)
+        api_key = api_key or DEFAULT_API_KEYS.get(self.api)
         if self.api == "zeroentropy" and not api_key:
             raise RerankerUnavailableError(
                 "The ZeroEntropy API needs an API key: set ZEROENTROPY_API_KEY (the CLI reads it) or pass "

@@ -230,6 +230,7 @@ def create_app(
     reranker_specs: Sequence[str] = (),
     device: str | None = None,
     embedder: Any = None,
+    backend: str = "auto",
 ) -> FastAPI:
     """Build the FastAPI app. Models and the index load once, in the lifespan.
 
@@ -244,6 +245,7 @@ def create_app(
         reranker_specs: :func:`~rankfunnel.rerank.load_reranker` specs to load when ``rerankers`` is None.
         device: Device for loaded models.
         embedder: Embedder for opening ``index_dir`` (default: the one the index was built with).
+        backend: ``auto``, ``faiss`` or ``milvus`` (``index_dir`` is then a Milvus URI or Lite file).
 
     Examples:
         >>> from rankfunnel.rerank.fake import FakeReranker
@@ -268,7 +270,12 @@ def create_app(
             from rankfunnel.pipeline import Pipeline
 
             engine.pipeline = await engine.in_collection_thread(
-                Pipeline.from_dir, index_dir, reranker="none", embedder=embedder, device=device
+                Pipeline.from_dir,
+                index_dir,
+                reranker="none",
+                embedder=embedder,
+                device=device,
+                backend=backend,
             )
         app.state.engine = engine
         await engine.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,8 @@ def run_trainer(
         evaluator=evaluator,
         callbacks=callbacks,
     )
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints logs; keep stdout for --json output
+        trainer.train()
     # Metrics of the kept model: the evaluation whose score is the best one (load_best_model_at_end).
     evals = [r for r in trainer.state.log_history if metric in r]
     best = trainer.state.best_metric
