@@ -110,8 +110,11 @@ def test_fusion_paths_agree(tmp_path, fake_embedder):
     """Native hybrid_search (RRF in Milvus) and client-side fusion of the two Milvus runs agree."""
     col = MilvusCollection(tmp_path / "h.db", embedder=fake_embedder, create=True)
     col.add(DOCS)
-    native = col.search("cat dog", k=5, retriever="hybrid")
-    client_side = col.search("cat dog", k=5, retriever="hybrid", fusion=FusionConfig(dense_weight=1.0001))
+    rrf = FusionConfig(method="rrf", dense_weight=1.0, bm25_weight=1.0)
+    native = col.search("cat dog", k=5, retriever="hybrid", fusion=rrf)
+    client_side = col.search(
+        "cat dog", k=5, retriever="hybrid", fusion=FusionConfig(method="rrf", dense_weight=1.0001, bm25_weight=1.0)
+    )
     # same fused scores (RRF k=60) and the same top-3 set; exact ties may be ordered differently
     assert {h.id for h in native[:3]} == {h.id for h in client_side[:3]}
     assert [h.score for h in native] == pytest.approx([h.score for h in client_side], rel=1e-3)

@@ -119,11 +119,16 @@ def test_hybrid_fusion_order_hand_made(tmp_path):
     assert [h.id for h in c.search("zebra", k=4)] == ["A", "B", "D", "C"]
     bm = c.search("zebra", k=4, retriever="bm25")
     assert [h.id for h in bm] == ["B", "C", "A"]
-    hyb = c.search("zebra", k=4, retriever="hybrid")
+    rrf = FusionConfig(method="rrf", dense_weight=1.0, bm25_weight=1.0)
+    hyb = c.search("zebra", k=4, retriever="hybrid", fusion=rrf)
     expected = {"A": 1 / 61 + 1 / 63, "B": 1 / 62 + 1 / 61, "C": 1 / 64 + 1 / 62, "D": 1 / 63}
     assert [h.id for h in hyb] == ["B", "A", "C", "D"]
     assert [h.score for h in hyb] == pytest.approx([expected[i] for i in "BACD"])
-    assert hyb == [h for h in c.search("zebra", k=4, retriever="hybrid", fusion=FusionConfig())]
+    assert hyb == [h for h in c.search("zebra", k=4, retriever="hybrid", fusion=rrf)]
+    # the default: min-max normalised scores, 0.8 dense + 0.2 BM25 (dense min-max: A=1, B=.875, D=.5, C=0;
+    # BM25 min-max: B=1, C=.5, A=0, D absent=0) -> B .9, A .8, D .4, C .1
+    default = c.search("zebra", k=4, retriever="hybrid")
+    assert [h.id for h in default] == ["B", "A", "D", "C"]
     dense_only = c.search("zebra", k=4, retriever="hybrid", fusion=FusionConfig(bm25_weight=0.0))
     assert [h.id for h in dense_only] == ["A", "B", "D", "C"]
     lex_only = c.search("zebra", k=4, retriever="hybrid", fusion=FusionConfig(dense_weight=0.0))
@@ -133,7 +138,8 @@ def test_hybrid_fusion_order_hand_made(tmp_path):
     lo, hi = min(raw.values()), max(raw.values())
     dn = {"A": 1.0, "B": 0.875, "D": 0.5, "C": 0.0}
     want = {i: 0.5 * dn[i] + 0.5 * ((raw[i] - lo) / (hi - lo) if i in raw else 0.0) for i in "ABCD"}
-    mm = c.search("zebra", k=4, retriever="hybrid", fusion=FusionConfig(method="minmax"))
+    even = FusionConfig(method="minmax", dense_weight=1.0, bm25_weight=1.0)
+    mm = c.search("zebra", k=4, retriever="hybrid", fusion=even)
     assert [h.id for h in mm] == sorted(want, key=lambda i: (-want[i], i))
     assert [h.score for h in mm] == pytest.approx(sorted(want.values(), reverse=True), rel=1e-5)
     # the collection-level default is what the eval engineer sweeps
@@ -146,7 +152,8 @@ def test_hybrid_is_rrf_of_dense_and_bm25_with_deeper_candidates(col):
     dense = [h.id for h in col.search(QUERIES[1], k=3 * k)]
     lex = [h.id for h in col.search(QUERIES[1], k=3 * k, retriever="bm25")]
     want = rrf([dense, lex])[:k]
-    got = col.search(QUERIES[1], k=k, retriever="hybrid")
+    plain_rrf = FusionConfig(method="rrf", dense_weight=1, bm25_weight=1)
+    got = col.search(QUERIES[1], k=k, retriever="hybrid", fusion=plain_rrf)
     assert [(h.id, pytest.approx(h.score)) for h in got] == [(i, pytest.approx(s)) for i, s in want]
 
 

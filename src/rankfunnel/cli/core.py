@@ -245,7 +245,7 @@ def index(
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index_dir: IndexDir = None,
-    retriever: Annotated[Retriever, typer.Option(help="Stage-1 retriever.")] = Retriever.dense,
+    retriever: Annotated[Retriever, typer.Option(help="Stage-1 retriever.")] = Retriever.hybrid,
     reranker: RerankerOpt = "auto",
     top_k: Annotated[int, typer.Option("--top-k", help="Stage-1 candidates handed to the reranker.")] = 100,
     top_n: Annotated[int, typer.Option("--top-n", help="Results shown.")] = 10,

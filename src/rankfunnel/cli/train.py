@@ -100,7 +100,12 @@ def train_cmd(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per (query, document) pair.")] = 128,
     epochs: Annotated[float, typer.Option("--epochs")] = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per optimiser step.")] = 16,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 5e-5,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of the encoder.")] = 2e-4,
+    head_lr: Annotated[
+        float,
+        typer.Option("--head-lr", help="Peak learning rate of the classification head (0: same as --lr)."),
+    ] = 1e-3,
+    warmup: Annotated[float, typer.Option("--warmup-ratio", help="Fraction of steps warming up.")] = 0.1,
     held_out: Annotated[
         float, typer.Option("--held-out", help="Held-out training queries (count, or fraction < 1).")
     ] = 32,
@@ -110,7 +115,7 @@ def train_cmd(
     eval_steps: Annotated[int, typer.Option("--eval-steps", help="Steps between held-out evaluations.")] = 40,
     patience: Annotated[
         int, typer.Option("--patience", help="Evaluations without gain before early stopping.")
-    ] = 3,
+    ] = 5,
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", help="Wall-clock cap (mining + training).")
     ] = None,
@@ -157,6 +162,8 @@ def train_cmd(
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=lr,
+            head_learning_rate=head_lr or None,
+            warmup_ratio=warmup,
             held_out=held,
             eval_depth=eval_depth,
             eval_steps=eval_steps,

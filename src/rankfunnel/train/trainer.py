@@ -35,7 +35,11 @@ class TrainConfig:
         max_length: Tokens per (query, document) pair; longer pairs are truncated.
         epochs: Passes over the training pairs.
         batch_size: (query, document) pairs per optimiser step (listwise: rounded to whole queries).
-        learning_rate: Peak learning rate (linear warm-up over ``warmup_ratio``, then linear decay).
+        learning_rate: Peak learning rate of the encoder (linear warm-up over ``warmup_ratio``, then
+            linear decay).
+        head_learning_rate: Peak learning rate of the classification head (same schedule); ``None`` uses
+            ``learning_rate`` for everything. A fresh head on a bi-encoder needs about 1e-3 to leave the
+            chance-level plateau within a CPU budget (see docs/training.md).
         warmup_ratio: Fraction of steps spent warming up.
         held_out: Fraction (or count) of the training queries kept for evaluation and early stopping.
         eval_depth: Stage-1 candidates (first mining retriever) reranked per held-out query by the evaluator.
@@ -55,7 +59,8 @@ class TrainConfig:
     max_length: int = 256
     epochs: float = 1.0
     batch_size: int = 16
-    learning_rate: float = 3e-5
+    learning_rate: float = 2e-4
+    head_learning_rate: float | None = 1e-3
     warmup_ratio: float = 0.1
     held_out: float = 0.1
     eval_depth: int = 30
@@ -269,6 +274,8 @@ def train_reranker(
         "epochs (max)": config.epochs,
         "batch size": config.batch_size,
         "learning rate": config.learning_rate,
+        "head learning rate": config.head_learning_rate or config.learning_rate,
+        "warm-up ratio": config.warmup_ratio,
         "seed": config.seed,
         "max minutes": config.max_minutes,
         "steps done": steps,
