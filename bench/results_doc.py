@@ -69,8 +69,11 @@ def write_markdown(
         lines += [f"**Not in this run:** {', '.join(meta['pending'])}: {meta.get('pending_reason', '')}", ""]
     if meta.get("note"):
         lines += [str(meta["note"]), ""]
-    hyb = results[0].get("hybrid_default") or {}
-    hyb_name = f"hybrid ({hyb.get('method', '?')} {hyb.get('dense_weight', '?')}/{hyb.get('bm25_weight', '?')})"
+
+    def hyb_name(r: dict) -> str:  # each saved run names the fusion its "hybrid" row used
+        hyb = r.get("hybrid_default") or {}
+        return f"hybrid ({hyb.get('method', '?')} {hyb.get('dense_weight', '?')}/{hyb.get('bm25_weight', '?')})"
+
     tuned = choose_default(
         _curves(results, "tuned_curves"),
         {r["dataset"]: r["sweep"]["single_tuned"] for r in results},
@@ -90,7 +93,7 @@ def write_markdown(
         rows = dict(r["rows"])
         for ret in ("bm25", "dense", "hybrid"):
             v = rows[ret]
-            label = hyb_name if ret == "hybrid" else ret
+            label = hyb_name(r) if ret == "hybrid" else ret
             lines.append(
                 f"| {r['dataset']} | {r['split']} | {r['queries']} | {r['docs']} | {label} | "
                 f"{_f(v['ndcg@10'])} | {_f(v['mrr@10'])} | {_f(v['recall@100'])} |"
@@ -102,7 +105,7 @@ def write_markdown(
         bars[r["dataset"]] = {
             "bm25": rows["bm25"]["ndcg@10"],
             "dense": rows["dense"]["ndcg@10"],
-            hyb_name: rows["hybrid"]["ndcg@10"],
+            "hybrid (plain RRF, equal weights)": full[r["dataset"]]["rrf"][0.5],
             rec_name: full[r["dataset"]][m][w],
         }
     plot_ndcg_bars(bars, img_dir / "stage1_ndcg10.png", title="Stage-1 NDCG@10 per dataset and retriever")

@@ -145,3 +145,34 @@ def test_bad_base_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelNotFoundError):
         load_student(str(Path(tmp_path) / "nope"), max_length=32, device="cpu")
+
+
+def test_head_learning_rate_is_its_own_param_group(tiny_beir, tiny_stage1, tiny_bert_ce_path, tmp_path):
+    from safetensors.torch import load_file
+
+    from rankfunnel.train.loop import head_param_groups, load_student
+
+    model = load_student(str(tiny_bert_ce_path), max_length=32, device="cpu")
+    groups = head_param_groups(model.model, 1e-5, 1e-3, 0.01)
+    n_params = len(list(model.model.parameters()))
+    assert sum(len(g["params"]) for g in groups) == n_params  # every parameter exactly once
+    head = {id(p) for n, p in model.model.named_parameters() if n.startswith("classifier.")}
+    assert head and all(g["lr"] == 1e-3 for g in groups if head & {id(p) for p in g["params"]})
+    assert all(g["weight_decay"] == 0.0 for g in groups if any(p.ndim == 1 for p in g["params"]))
+
+    # End to end: with the encoder's lr at zero only the head moves.
+    data = load_labelled(tiny_beir, "train")
+    cfg = TrainConfig(
+        base=str(tiny_bert_ce_path),
+        learning_rate=0.0,
+        head_learning_rate=0.5,
+        warmup_ratio=0.0,
+        max_steps=2,
+        **{**FAST, "held_out": 0},
+    )
+    train_reranker(data, tmp_path / "head", cfg, stage1=tiny_stage1)
+    before = load_file(str(tiny_bert_ce_path / "model.safetensors"))
+    after = load_file(str(tmp_path / "head" / "model.safetensors"))
+    enc = [k for k in after if "encoder.layer.0." in k and k.endswith("weight")]
+    assert enc and all(np.allclose(after[k].numpy(), before[k].numpy()) for k in enc)
+    assert not np.allclose(after["classifier.weight"].numpy(), before["classifier.weight"].numpy())

@@ -98,7 +98,7 @@ def train_cmd(
         float, typer.Option("--relative-margin", help="Drop candidates within this margin of a positive.")
     ] = 0.05,
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per (query, document) pair.")] = 128,
-    epochs: Annotated[float, typer.Option("--epochs")] = 1.0,
+    epochs: Annotated[float, typer.Option("--epochs")] = 2.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per optimiser step.")] = 16,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of the encoder.")] = 2e-4,
     head_lr: Annotated[
