@@ -13,8 +13,8 @@ from rankfunnel.models import DEFAULT_EMBEDDER, resolve_model
 from rankfunnel.train.callbacks import WallClockCallback
 
 EVAL_NAME = "heldout"
-HEAD_PREFIXES = ("classifier.", "bert.pooler.", "pooler.", "score.")
-"""Parameter-name prefixes of the sequence-classification head (a fresh one when the base is a bi-encoder)."""
+HEAD_MODULES = frozenset({"classifier", "pooler", "score"})
+"""Module names of the sequence-classification head (a fresh one when the base is a bi-encoder)."""
 
 
 def head_param_groups(model: Any, lr: float, head_lr: float | None, weight_decay: float) -> list[dict[str, Any]]:
@@ -28,7 +28,8 @@ def head_param_groups(model: Any, lr: float, head_lr: float | None, weight_decay
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        is_head = head_lr is not None and name.startswith(HEAD_PREFIXES)
+        # names are "classifier.weight" on the HF model, "model.classifier.weight" on the CrossEncoder
+        is_head = head_lr is not None and not HEAD_MODULES.isdisjoint(name.split(".")[:-1])
         no_decay = name.endswith(".bias") or "LayerNorm" in name or "layernorm" in name
         groups.setdefault((is_head, no_decay), []).append(p)
     return [
