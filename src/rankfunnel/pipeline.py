@@ -6,6 +6,7 @@ A reranker that fails while scoring never breaks a search: the stage-1 hits come
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -34,7 +35,8 @@ def resolve_reranker_spec(spec: str | None, device: str | None = None) -> str | 
     """Turn ``"auto"`` into a concrete reranker name; other specs pass through (``"none"`` -> None).
 
     ``"auto"`` is the reranker built by ``make reranker`` (``models/scifact-minilm-reranker``) when that
-    folder exists, else zerank-2 on a GPU and ms-marco MiniLM on a CPU.
+    folder exists and its held-out record shows it beats stage 1 (see :func:`trained_reranker_verdict`),
+    else zerank-2 on a GPU and ms-marco MiniLM on a CPU.
 
     Examples:
         >>> resolve_reranker_spec("none") is None
@@ -46,11 +48,43 @@ def resolve_reranker_spec(spec: str | None, device: str | None = None) -> str | 
         return None
     if spec.strip().lower() != "auto":
         return spec
-    if (TRAINED_RERANKER_DIR / "config.json").is_file() or (TRAINED_RERANKER_DIR / "modules.json").is_file():
+    usable, why = trained_reranker_verdict(TRAINED_RERANKER_DIR)
+    if usable:
         return str(TRAINED_RERANKER_DIR)
+    if why is not None:
+        log.warning("%s", why)
     from rankfunnel.models import choose_device
 
     return DEFAULT_GPU_RERANKER if choose_device(device).startswith("cuda") else DEFAULT_CPU_RERANKER
+
+
+def trained_reranker_verdict(path: str | Path) -> tuple[bool, str | None]:
+    """Whether ``"auto"`` may use the trained reranker in ``path``: (usable, reason when it is not).
+
+    A folder trained by ``rankfunnel train`` records its held-out metrics in ``rankfunnel_training.json``:
+    ``ndcg@10`` (stage 1 reranked) and ``base_ndcg@10`` (stage-1 order). A model that did not beat its own
+    stage 1 on those queries would make results worse, so ``"auto"`` skips it (an explicit
+    ``--reranker PATH`` still loads it). A model folder without that file (trained elsewhere) is trusted.
+    ``(False, None)``: there is no model in ``path``.
+    """
+    folder = Path(path)
+    if not ((folder / "config.json").is_file() or (folder / "modules.json").is_file()):
+        return False, None
+    record = folder / "rankfunnel_training.json"
+    if not record.is_file():
+        return True, None
+    try:
+        metrics = json.loads(record.read_text(encoding="utf-8")).get("metrics", {})
+        after, before = float(metrics["ndcg@10"]), float(metrics["base_ndcg@10"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return True, None  # no usable record: behave as for a folder trained elsewhere
+    if after > before:
+        return True, None
+    return False, (
+        f"Skipping the trained reranker {folder} for reranker='auto': on its held-out queries it scored "
+        f"NDCG@10 {after:.3f}, below stage 1's own order ({before:.3f}), so it would make results worse. "
+        f"Retrain it (`make reranker`, see docs/training.md) or pass reranker={str(folder)!r} to use it anyway."
+    )
 
 
 def _check_positive(name: str, value: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_CPU_RERANKER
-from rankfunnel.pipeline import Pipeline, resolve_reranker_spec
+from rankfunnel.pipeline import Pipeline, resolve_reranker_spec, trained_reranker_verdict
 from rankfunnel.rerank.base import BaseReranker
 from rankfunnel.rerank.fake import FakeReranker
 
@@ -160,6 +161,25 @@ def test_auto_prefers_the_trained_reranker(tmp_path: Path, monkeypatch: pytest.M
     (trained / "config.json").write_text("{}")
     assert resolve_reranker_spec("auto", "cpu") == "models/scifact-minilm-reranker"
     assert resolve_reranker_spec("none") is None and resolve_reranker_spec("fake") == "fake"
+
+
+def test_auto_skips_a_trained_reranker_that_hurts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    trained = tmp_path / "models" / "scifact-minilm-reranker"
+    trained.mkdir(parents=True)
+    (trained / "config.json").write_text("{}")
+    record = trained / "rankfunnel_training.json"
+    record.write_text(json.dumps({"metrics": {"ndcg@10": 0.40, "base_ndcg@10": 0.65}}))
+    with caplog.at_level("WARNING", logger="rankfunnel.pipeline"):
+        assert resolve_reranker_spec("auto", "cpu") == DEFAULT_CPU_RERANKER
+    assert "below stage 1" in caplog.text and "make reranker" in caplog.text
+    assert trained_reranker_verdict(trained)[0] is False
+    record.write_text(json.dumps({"metrics": {"ndcg@10": 0.70, "base_ndcg@10": 0.65}}))
+    assert resolve_reranker_spec("auto", "cpu") == "models/scifact-minilm-reranker"
+    record.write_text("not json")  # an unreadable record: trusted like a folder trained elsewhere
+    assert trained_reranker_verdict(trained) == (True, None)
 
 
 def test_queries_without_candidates_in_a_batch(collection) -> None:
