@@ -72,6 +72,7 @@ def test_train_cli_writes_loadable_cross_encoder_with_card(
     front = card.split("---")[1]
     assert f"base_model: {tiny_bert_ce_path}" in front and "license:" in front
     assert "## Metrics" in card and "ndcg@10" in card and "negatives per query | 2" in card
+    assert "MultipleNegativesRankingLoss" in card  # the default loss
     facts = json.loads((out / "rankfunnel_training.json").read_text(encoding="utf-8"))
     assert facts["settings"]["steps done"] == 4
 
@@ -81,6 +82,34 @@ def test_train_cli_writes_loadable_cross_encoder_with_card(
     assert trained.shape == (2,) and not np.allclose(trained, base)  # the weights did change
     reranker = load_reranker(str(out), device="cpu")
     assert reranker is not None and reranker.score("cancer", ["cancer patient", "legal court"]).shape == (2,)
+
+
+def test_mnrl_rows_hold_hard_negatives_topped_up_with_unjudged_random_documents(tiny_beir):
+    from rankfunnel.train.trainer import build_train_dataset
+
+    data = load_labelled(tiny_beir, "train")
+    qids = sorted(data.queries)[:4]
+    negatives = {qids[0]: ["d1", "d2", "d3"], qids[1]: ["d4"]}  # q2, q3: none mined
+    ds = build_train_dataset(data, qids, negatives, "mnrl", seed=3)
+    assert ds.column_names == ["query", "positive", "negative_1", "negative_2", "negative_3"]
+    assert len(ds) == sum(len(data.positives(q)) for q in qids)  # one row per (query, positive)
+    by_text = {d.content: i for i, d in data.corpus.items()}
+    for row, q in zip(ds, qids, strict=True):
+        assert row["query"] == data.queries[q] and by_text[row["positive"]] in data.positives(q)
+        negs = [by_text[row[f"negative_{k}"]] for k in (1, 2, 3)]
+        assert len(set(negs)) == 3 and not set(negs) & set(data.qrels[q])  # never a judged document
+        assert negs[: len(negatives.get(q, []))] == negatives.get(q, [])  # mined ones first, in order
+    again = build_train_dataset(data, qids, negatives, "mnrl", seed=3)
+    assert again.to_dict() == ds.to_dict()
+
+
+def test_bce_loss_stays_selectable(tiny_beir, tiny_stage1, tiny_bert_ce_path, tmp_path):
+    data = load_labelled(tiny_beir, "train")
+    cfg = TrainConfig(base=str(tiny_bert_ce_path), loss="bce", max_steps=2, **{**FAST, "held_out": 0})
+    res = train_reranker(data, tmp_path / "bce", cfg, stage1=tiny_stage1)
+    assert res.steps == 2 and "BinaryCrossEntropyLoss" in (tmp_path / "bce" / "README.md").read_text("utf-8")
+    with pytest.raises(InvalidInputError, match="mnrl"):
+        TrainConfig(loss="pairwise")  # type: ignore[arg-type]
 
 
 def test_listwise_loss_trains(tiny_beir, tiny_stage1, tiny_bert_ce_path, tmp_path):

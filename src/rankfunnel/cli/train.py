@@ -85,8 +85,16 @@ def train_cmd(
     layers: Annotated[
         int | None, typer.Option("--layers", help="Keep only the first N layers of --base.")
     ] = None,
-    loss: Annotated[str, typer.Option("--loss", help="bce (pointwise) or listwise (LambdaLoss).")] = "bce",
+    loss: Annotated[
+        str,
+        typer.Option(
+            "--loss", help="mnrl (softmax over hard + in-batch negatives), bce (pointwise), listwise (LambdaLoss)."
+        ),
+    ] = "mnrl",
     negatives: Annotated[int, typer.Option("--negatives", help="Hard negatives per query.")] = 3,
+    random_negatives: Annotated[
+        int, typer.Option("--random-negatives", help="mnrl: in-batch negatives per positive.")
+    ] = 4,
     retrievers: str = typer.Option(
         "dense,bm25", "--mine-from", help="Stage-1 retrievers that mine negatives."
     ),
@@ -100,7 +108,7 @@ def train_cmd(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per (query, document) pair.")] = 128,
     epochs: Annotated[float, typer.Option("--epochs")] = 2.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per optimiser step.")] = 16,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of the encoder.")] = 2e-4,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of the encoder.")] = 5e-5,
     head_lr: Annotated[
         float,
         typer.Option("--head-lr", help="Peak learning rate of the classification head (0: same as --lr)."),
@@ -157,6 +165,7 @@ def train_cmd(
             base=base,
             layers=layers,
             loss=cast(Any, loss),
+            random_negatives=random_negatives,
             mining=mining,
             max_length=max_length,
             epochs=epochs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import tempfile
 import time
@@ -20,7 +21,8 @@ from rankfunnel.train.mining import MiningConfig, mine_hard_negatives, search_li
 
 log = logging.getLogger(__name__)
 
-Loss = Literal["bce", "listwise"]
+Loss = Literal["mnrl", "bce", "listwise"]
+LOSSES: tuple[str, ...] = ("mnrl", "bce", "listwise")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,7 +32,13 @@ class TrainConfig:
     Attributes:
         base: Hub id or folder of the start model (a bi-encoder gets a fresh 1-logit head).
         layers: Keep only the first N encoder layers of ``base`` (faster; ``None`` keeps all).
-        loss: ``bce`` (pointwise, positives vs hard negatives) or ``listwise`` (LambdaLoss per query list).
+        loss: ``mnrl`` (default: softmax cross-entropy over raw logits of each positive against its query's
+            hard negatives plus ``random_negatives`` in-batch documents, sentence-transformers' cross-encoder
+            ``MultipleNegativesRankingLoss`` with scale 1 and no activation), ``bce`` (pointwise, positives
+            vs hard negatives) or ``listwise`` (LambdaLoss per query list). Measured on SciFact: ``mnrl``
+            beats stage 1 on held-out queries after ~170 steps while ``bce`` stays on its chance plateau for
+            hundreds of steps; see docs/training.md.
+        random_negatives: ``mnrl`` only: extra negatives per positive drawn from the other rows of the batch.
         mining: How hard negatives are mined from stage 1.
         max_length: Tokens per (query, document) pair; longer pairs are truncated.
         epochs: Passes over the training pairs.
@@ -54,12 +62,13 @@ class TrainConfig:
 
     base: str = DEFAULT_EMBEDDER
     layers: int | None = None
-    loss: Loss = "bce"
+    loss: Loss = "mnrl"
+    random_negatives: int = 4
     mining: MiningConfig = field(default_factory=MiningConfig)
     max_length: int = 256
     epochs: float = 1.0
     batch_size: int = 16
-    learning_rate: float = 2e-4
+    learning_rate: float = 5e-5
     head_learning_rate: float | None = 1e-3
     warmup_ratio: float = 0.1
     held_out: float = 0.1
@@ -73,8 +82,10 @@ class TrainConfig:
     data_licence: str | None = None
 
     def __post_init__(self) -> None:
-        if self.loss not in ("bce", "listwise"):
-            raise InvalidInputError(f"loss must be 'bce' or 'listwise', got {self.loss!r}.")
+        if self.loss not in LOSSES:
+            raise InvalidInputError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
+        if self.random_negatives < 0:
+            raise InvalidInputError(f"random_negatives must be >= 0, got {self.random_negatives}.")
         if self.max_length < 16 or self.batch_size < 1 or self.epochs <= 0 or self.eval_steps < 1:
             raise InvalidInputError("max_length must be >= 16, batch_size and eval_steps >= 1, epochs > 0.")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -104,14 +115,39 @@ def doc_text(data: LabelledData, did: str) -> str:
 
 
 def build_train_dataset(
-    data: LabelledData, qids: Sequence[str], negatives: Mapping[str, list[str]], loss: Loss
+    data: LabelledData, qids: Sequence[str], negatives: Mapping[str, list[str]], loss: Loss, seed: int = 0
 ) -> Any:
     """A ``datasets.Dataset`` in the column layout the chosen loss expects.
 
-    ``bce``: ``query, document, label`` rows (1.0 per positive, 0.0 per negative). ``listwise``: one row per
-    query with ``query, docs, labels`` (positives first, graded labels kept).
+    ``mnrl``: one ``query, positive, negative_1..n`` row per (query, positive), ``n`` = the most hard
+    negatives any query has; a query with fewer is topped up with documents drawn at random from the corpus
+    (never one of its judged documents), seeded. ``bce``: ``query, document, label`` rows (1.0 per positive,
+    0.0 per negative). ``listwise``: one row per query with ``query, docs, labels`` (positives first, graded
+    labels kept).
     """
     from datasets import Dataset
+
+    if loss == "mnrl":
+        width = max((len(negatives.get(q, [])) for q in qids), default=0)
+        rng = random.Random(seed)
+        ids = sorted(data.corpus)
+        cols: dict[str, list[str]] = {"query": [], "positive": []}
+        cols.update({f"negative_{i + 1}": [] for i in range(width)})
+        for q in qids:
+            judged = set(data.qrels.get(q, {}))
+            negs = list(negatives.get(q, []))
+            while len(negs) < width and len(ids) > len(judged) + len(negs):
+                d = rng.choice(ids)
+                if d not in judged and d not in negs:
+                    negs.append(d)
+            if len(negs) < width:
+                continue  # a corpus too small to fill the row
+            for p in data.positives(q):
+                cols["query"].append(data.queries[q])
+                cols["positive"].append(doc_text(data, p))
+                for i, n in enumerate(negs):
+                    cols[f"negative_{i + 1}"].append(doc_text(data, n))
+        return Dataset.from_dict(cols)
 
     if loss == "bce":
         rows: dict[str, list[Any]] = {"query": [], "document": [], "label": []}
@@ -210,7 +246,7 @@ def train_reranker(
         seed=config.seed,
         show_progress=show_progress,
     )
-    train_ds = build_train_dataset(data, train_q, negatives, config.loss)
+    train_ds = build_train_dataset(data, train_q, negatives, config.loss, config.seed)
     if len(train_ds) == 0:
         raise InvalidInputError(
             "No training example could be built (no query has both a positive and a "
@@ -235,7 +271,20 @@ def train_reranker(
     per_list = 1 + config.mining.negatives
     loss: Any
     run_cfg: Any
-    if config.loss == "bce":
+    if config.loss == "mnrl":
+        import torch
+
+        # Plain softmax cross-entropy over the raw logits (scale 1, no activation). The library default
+        # (sigmoid, scale 10) saturated on SciFact: at the peak learning rate every logit ran to the same
+        # sigmoid plateau and the loss went back to chance for good (docs/training.md, run 4).
+        loss = losses.MultipleNegativesRankingLoss(
+            model, num_negatives=config.random_negatives, scale=1, activation_fn=torch.nn.Identity()
+        )
+        # one row holds a positive and its hard negatives; the batch size counts (query, document) pairs
+        row_pairs = 1 + config.mining.negatives + config.random_negatives
+        # at least 2 rows, so that the in-batch negatives exist
+        run_cfg = RuntimeConfig(config, batch_size=max(2, config.batch_size // row_pairs))
+    elif config.loss == "bce":
         loss = losses.BinaryCrossEntropyLoss(
             model, pos_weight=__import__("torch").tensor(float(config.mining.negatives))
         )
@@ -262,7 +311,11 @@ def train_reranker(
     seconds = time.monotonic() - start
     result_metrics = dict(metrics)
     settings = {
-        "loss": "BinaryCrossEntropyLoss (pos_weight = negatives)" if config.loss == "bce" else "LambdaLoss",
+        "loss": {
+            "mnrl": f"MultipleNegativesRankingLoss (+{config.random_negatives} in-batch random negatives)",
+            "bce": "BinaryCrossEntropyLoss (pos_weight = negatives)",
+            "listwise": "LambdaLoss",
+        }[config.loss],
         "encoder layers": config.layers or "all",
         "negatives per query": config.mining.negatives,
         "mined from": ", ".join(config.mining.retrievers),
