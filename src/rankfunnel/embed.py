@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rankfunnel._optional import require
-from rankfunnel.errors import InvalidInputError, ModelNotFoundError
+from rankfunnel.errors import IndexMismatchError, InvalidInputError, ModelNotFoundError
 from rankfunnel.models import DEFAULT_EMBEDDER, choose_device, resolve_model
 
 #: Inputs longer than this many texts get a progress bar when ``show_progress`` is None.
@@ -182,3 +182,13 @@ def embedder_from_name(name: str, dim: int, *, device: str | None = None) -> Any
     if name == f"hashing-{dim}":
         return HashingEmbedder(dim)
     return SentenceTransformerEmbedder(name, device=device)
+
+
+def check_same_embedder(embedder: Any, name: str, dim: int) -> None:
+    """Raise :class:`IndexMismatchError` unless ``embedder`` has the index's embedder ``name`` and ``dim``."""
+    if str(getattr(embedder, "name", "")) != name or int(getattr(embedder, "dim", -1)) != dim:
+        raise IndexMismatchError(
+            f"The index was built with embedder {name!r} ({dim}-d); got "
+            f"{getattr(embedder, 'name', type(embedder).__name__)!r} "
+            f"({getattr(embedder, 'dim', '?')}-d). Use the index's own embedder, or build a new index."
+        )

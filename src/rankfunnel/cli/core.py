@@ -209,25 +209,47 @@ def index(
     ] = True,
     chunk_size: Annotated[int, typer.Option(help="Documents per atomic commit.")] = 1024,
     device: DeviceOpt = None,
+    encode_devices: Annotated[
+        str | None,
+        typer.Option(
+            "--encode-devices",
+            help="Encode with one worker process per device, comma-separated: 'cuda:0,cuda:1' or "
+            "'cpu,cpu,cpu,cpu' (sentence-transformers' multi-process pool; large chunks only).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Index a corpus into an index directory (streams the source; rerun to resume after an interruption)."""
     from rankfunnel.ingest import index_source, source_kind
 
     source_kind(source)  # fail fast on a missing / unsupported source, before loading a model
+    devices = [d.strip() for d in (encode_devices or "").split(",") if d.strip()]
+    if encode_devices is not None and not devices:
+        raise InvalidInputError("--encode-devices is empty: give e.g. 'cuda:0,cuda:1' or 'cpu,cpu'.")
     emb = make_embedder(embedder, device) if embedder else None
     opts: dict[str, Any] = {} if index_type is IndexType.flat else {"index_type": index_type.value}
     if emb is None and device:
         opts["device"] = device
     collection = _open(index_dir, backend, milvus_uri, embedder=emb, create=True, **opts)
-    stats = index_source(
-        collection,
-        source,
-        chunk_size=chunk_size,
-        resume=resume,
-        upsert=upsert,
-        show_progress=not as_json and sys.stderr.isatty(),
-    )
+    pool = None
+    if devices:
+        from rankfunnel.embed_pool import PooledEmbedder
+
+        # the pool keeps the index's embedder name and dim, so the index stays the same index
+        pool = PooledEmbedder(collection.embedder, devices=devices, min_texts=min(chunk_size, 2048))
+        collection.embedder = pool
+    try:
+        stats = index_source(
+            collection,
+            source,
+            chunk_size=chunk_size,
+            resume=resume,
+            upsert=upsert,
+            show_progress=not as_json and sys.stderr.isatty(),
+        )
+    finally:
+        if pool is not None:
+            pool.close()
     out = {**stats.to_dict(), "index_dir": str(milvus_uri or index_dir), "documents": len(collection)}
     if as_json:
         _print_json(out)

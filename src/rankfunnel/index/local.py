@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rankfunnel.embed import embedder_from_name
+from rankfunnel.embed import check_same_embedder, embedder_from_name
 from rankfunnel.errors import (
     DocumentNotFoundError,
     IndexCorruptError,
@@ -273,6 +273,12 @@ class LocalCollection:
                     f"{self._embedder.dim}, the index holds {self.dim}; rebuild the index."
                 )
         return self._embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder) -> None:
+        """Swap the encoder for one giving the same vectors (e.g. a ``PooledEmbedder`` around it)."""
+        check_same_embedder(embedder, self._embedder_name, self.dim)
+        self._embedder = embedder
 
     def _encode(self, texts: list[str], show_progress: bool | None = None) -> np.ndarray:
         vectors = np.asarray(self.embedder.encode(texts, show_progress=show_progress), dtype=np.float32)

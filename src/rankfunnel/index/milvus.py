@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rankfunnel._optional import require
+from rankfunnel.embed import check_same_embedder
 from rankfunnel.errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError, RankfunnelError
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.index.milvus_schema import build_schema, doc_from_row, resolve_uri
@@ -263,6 +264,12 @@ class MilvusCollection(MilvusSearchMixin):
         if self._embedder is None:
             self._embedder = _embedder_for(self.embedder_name, self.dim, self._device)
         return self._embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder) -> None:
+        """Swap the encoder for one giving the same vectors (e.g. a ``PooledEmbedder`` around it)."""
+        check_same_embedder(embedder, self.embedder_name, self.dim)
+        self._embedder = embedder
 
     # -- writes -----------------------------------------------------------------------------------------
     def add(
