@@ -68,7 +68,7 @@ def open_collection(
         opts = {
             k: v
             for k, v in opts.items()
-            if k not in ("hnsw_m", "ef_construction", "exact_filter_max", "compact_ratio")
+            if k not in ("hnsw_m", "ef_construction", "exact_filter_max", "compact_ratio", "auto_hnsw_min")
         }
         if opts:
             raise InvalidInputError(f"Unknown options for a faiss collection: {sorted(opts)}.")

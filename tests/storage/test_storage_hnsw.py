@@ -95,3 +95,36 @@ def test_hnsw_tombstones_compaction_and_reopen(tmp_path, fake_embedder):
     again.delete([f"x{i}" for i in range(60)])  # tombstones pass 30%: the graph is rebuilt without them
     assert again._faiss.ntotal == len(again) == 150
     assert LocalCollection.open(path, ef_search=300).config.ef_search == 300
+
+
+def test_auto_index_turns_exact_into_hnsw_at_the_threshold(data):
+    x, q, keys, flat, _ = data
+    auto = FaissIndex(D, IndexConfig(ef_construction=64, auto_hnsw_min=6_000))  # "auto" is the default
+    assert auto.config.index_type == "auto" and auto.kind == "flat"
+    auto.add(keys[:5_000], x[:5_000])
+    assert auto.kind == "flat"
+    auto.remove(keys[:10])  # a flat index deletes in place: nothing to carry into the graph
+    auto.add(keys[5_000:], x[5_000:])  # this write crosses 6,000: rebuilt as HNSW from the stored vectors
+    assert auto.kind == "hnsw" and auto.ntotal == len(auto) == N - 10
+    exact = FaissIndex(D, IndexConfig(index_type="flat"))
+    exact.add(keys[10:], x[10:])
+    assert _recall(exact.search(q, K), auto.search(q, K)) >= 0.99
+
+
+def test_auto_collection_switch_is_committed_and_survives_reopen(tmp_path, fake_embedder):
+    path = tmp_path / "a"
+    col = LocalCollection.create(path, fake_embedder, auto_hnsw_min=150)
+    col.add(corpus(100))
+    assert col.info()["index"].items() >= {"index_type": "auto", "active": "flat", "auto_hnsw_min": 150}.items()
+    ref = LocalCollection.create(tmp_path / "f", fake_embedder, index_type="flat")
+    ref.add(corpus(200))
+    assert ref.info()["index"]["active"] == "flat"
+    col.add(corpus(200)[100:])  # 200 >= 150: this write makes the index HNSW
+    col.close()
+    again = LocalCollection.open(path, fake_embedder)
+    assert again.info()["index"]["active"] == "hnsw" and len(again) == 200
+    for query in ("apple harvest", "python index error"):
+        want = [h.score for h in ref.search(query, k=10)]
+        assert [h.score for h in again.search(query, k=10)] == pytest.approx(want, rel=1e-5)
+    again.delete(["d0", "d1"])
+    assert {"d0", "d1"}.isdisjoint(h.id for h in again.search("note", k=200))

@@ -84,6 +84,7 @@ class Backend(StrEnum):
 
 
 class IndexType(StrEnum):
+    auto = "auto"
     flat = "flat"
     hnsw = "hnsw"
 
@@ -199,8 +200,13 @@ def index(
         ),
     ] = None,
     index_type: Annotated[
-        IndexType, typer.Option("--index-type", help="Faiss index: exact or HNSW.")
-    ] = IndexType.flat,
+        IndexType,
+        typer.Option(
+            "--index-type",
+            help="Faiss index of a new index: auto (exact until 100,000 documents, then HNSW), flat "
+            "(always exact) or hnsw.",
+        ),
+    ] = IndexType.auto,
     backend: BackendOpt = Backend.auto,
     milvus_uri: MilvusOpt = None,
     upsert: Annotated[bool, typer.Option(help="Replace documents whose id is already indexed.")] = False,
@@ -227,7 +233,7 @@ def index(
     if encode_devices is not None and not devices:
         raise InvalidInputError("--encode-devices is empty: give e.g. 'cuda:0,cuda:1' or 'cpu,cpu'.")
     emb = make_embedder(embedder, device) if embedder else None
-    opts: dict[str, Any] = {} if index_type is IndexType.flat else {"index_type": index_type.value}
+    opts: dict[str, Any] = {} if index_type is IndexType.auto else {"index_type": index_type.value}
     if emb is None and device:
         opts["device"] = device
     collection = _open(index_dir, backend, milvus_uri, embedder=emb, create=True, **opts)

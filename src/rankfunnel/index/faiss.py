@@ -14,6 +14,12 @@ Filtered search (metadata equality, resolved to allowed keys in SQLite):
 
 HNSW cannot remove vectors, so deleted or replaced keys become tombstones excluded with an
 ``IDSelectorNot``; once they pass ``compact_ratio`` of the index, the graph is rebuilt from the live vectors.
+
+``auto`` (the default) is exact search until the index reaches ``auto_hnsw_min`` vectors (100,000), then the
+index is rebuilt once as HNSW from its own stored vectors, inside the write that crosses the threshold (so
+the switch is committed atomically with that write). The threshold comes from ``make bench-scale``: below
+~100k vectors the exact scan reads < 150 MB per query and needs no build, above it HNSW (M=32) keeps
+recall@10 >= 0.99 at sub-millisecond latency (docs/scaling.md). An auto index never goes back to flat.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import numpy as np
 from rankfunnel._optional import require
 from rankfunnel.errors import IndexCorruptError, InvalidInputError
 
-INDEX_TYPES = ("flat", "hnsw")
+INDEX_TYPES = ("auto", "flat", "hnsw")
+AUTO_HNSW_MIN = 100_000
 PROGRESS_MIN = 50_000  # HNSW additions of at least this many vectors get a progress bar
 
 
@@ -38,25 +45,28 @@ class IndexConfig:
     """Settings of the vector index, recorded in the manifest.
 
     Args:
-        index_type: ``flat`` (exact, default) or ``hnsw`` (approximate, for large corpora).
+        index_type: ``auto`` (default: ``flat`` until ``auto_hnsw_min`` vectors, then ``hnsw``), ``flat``
+            (exact) or ``hnsw`` (approximate, for large corpora).
         hnsw_m: Graph degree of HNSW.
         ef_construction: HNSW build-time beam width.
         ef_search: HNSW query-time beam width; the search uses ``max(ef_search, k)``.
         exact_filter_max: HNSW filtered searches matching at most this many documents are scored exactly.
         compact_ratio: HNSW tombstone fraction that triggers a rebuild of the graph.
+        auto_hnsw_min: ``auto`` only: vector count at which the exact index becomes HNSW.
     """
 
-    index_type: str = "flat"
+    index_type: str = "auto"
     hnsw_m: int = 32
     ef_construction: int = 200
     ef_search: int = 256
     exact_filter_max: int = 20_000
     compact_ratio: float = 0.2
+    auto_hnsw_min: int = AUTO_HNSW_MIN
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:
-            raise InvalidInputError(f"index_type={self.index_type!r} is unknown; use 'flat' or 'hnsw'.")
-        for name in ("hnsw_m", "ef_construction", "ef_search"):
+            raise InvalidInputError(f"index_type={self.index_type!r} is unknown; use 'auto', 'flat' or 'hnsw'.")
+        for name in ("hnsw_m", "ef_construction", "ef_search", "auto_hnsw_min"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if not 0 < self.compact_ratio <= 1:
@@ -70,6 +80,7 @@ class IndexConfig:
             "ef_search": self.ef_search,
             "exact_filter_max": self.exact_filter_max,
             "compact_ratio": self.compact_ratio,
+            "auto_hnsw_min": self.auto_hnsw_min,
         }
 
 
@@ -102,12 +113,14 @@ class FaissIndex:
     def __init__(self, dim: int, config: IndexConfig | None = None) -> None:
         self.dim = int(dim)
         self.config = config or IndexConfig()
+        # the structure in use: ``auto`` starts exact and becomes HNSW at ``auto_hnsw_min`` vectors
+        self.kind = "hnsw" if self.config.index_type == "hnsw" else "flat"
         self._index = self._empty()
         self._dead: set[int] = set()
 
     def _empty(self) -> Any:
         faiss = _faiss()
-        if self.config.index_type == "hnsw":
+        if self.kind == "hnsw":
             inner = faiss.IndexHNSWFlat(self.dim, self.config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = self.config.ef_construction
             inner.hnsw.efSearch = self.config.ef_search
@@ -131,7 +144,7 @@ class FaissIndex:
         """Mark every stored key not in ``live_keys`` as a tombstone (after loading from disk)."""
         stored = self.stored_keys()
         dead = np.setdiff1d(stored, live_keys, assume_unique=False)
-        if dead.size and self.config.index_type == "flat":
+        if dead.size and self.kind == "flat":
             self._index.remove_ids(_faiss().IDSelectorBatch(dead))
             dead = dead[:0]
         self._dead = {int(k) for k in dead}
@@ -142,7 +155,13 @@ class FaissIndex:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidInputError(f"Vectors have shape {vectors.shape}; this index needs (n, {self.dim}).")
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        if len(keys) < PROGRESS_MIN or self.config.index_type == "flat":
+        if (
+            self.kind == "flat"
+            and self.config.index_type == "auto"
+            and self.ntotal + len(keys) >= self.config.auto_hnsw_min
+        ):
+            self._become_hnsw()
+        if len(keys) < PROGRESS_MIN or self.kind == "flat":
             if len(keys):
                 self._index.add_with_ids(vectors, keys)
             return
@@ -152,11 +171,20 @@ class FaissIndex:
         for start in tqdm(range(0, len(keys), step), desc="HNSW graph", unit="chunk", leave=False):
             self._index.add_with_ids(vectors[start:start + step], keys[start:start + step])
 
+    def _become_hnsw(self) -> None:
+        """``auto``: rebuild the exact index as HNSW from its stored vectors (flat keeps no tombstones)."""
+        stored = self.stored_keys()
+        vectors = self.reconstruct(stored)
+        self.kind = "hnsw"
+        self._index = self._empty()
+        self._dead = set()
+        self.add(stored, vectors)
+
     def remove(self, keys: np.ndarray) -> None:
         if not len(keys):
             return
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        if self.config.index_type == "flat":
+        if self.kind == "flat":
             self._index.remove_ids(_faiss().IDSelectorBatch(keys))
             return
         self._dead.update(int(k) for k in keys)
@@ -199,7 +227,7 @@ class FaissIndex:
             return [[] for _ in range(nq)]
         if (
             allowed is not None
-            and self.config.index_type == "hnsw"
+            and self.kind == "hnsw"
             and len(allowed) <= self.config.exact_filter_max
         ):
             return self._exact_subset(queries, k, allowed)
@@ -210,7 +238,7 @@ class FaissIndex:
         elif self._dead:
             batch = faiss.IDSelectorBatch(np.fromiter(self._dead, dtype=np.int64))
             sel = faiss.IDSelectorNot(batch)  # faiss's Python wrapper keeps a reference to ``batch``
-        if self.config.index_type == "hnsw":
+        if self.kind == "hnsw":
             ef = max(self.config.ef_search, k)
             if sel is not None:  # a filter or tombstones: widen the beam by 1 / selectivity, up to ntotal
                 ef = min(max(self.ntotal, ef), math.ceil(ef * self.ntotal / max(eligible, 1)))
@@ -264,6 +292,10 @@ class FaissIndex:
             raise IndexCorruptError(f"Faiss index {path} is a {type(raw).__name__}, not an IndexIDMap2.")
         self = cls(dim, config)
         self._index = raw
-        if config.index_type == "hnsw":
-            faiss.downcast_index(self._index.index).hnsw.efSearch = config.ef_search
+        inner = faiss.downcast_index(raw.index)
+        self.kind = "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+        if self.kind == "hnsw" and config.index_type == "flat":
+            raise IndexCorruptError(f"Faiss index {path} is HNSW, the manifest says 'flat'.")
+        if self.kind == "hnsw":
+            inner.hnsw.efSearch = config.ef_search
         return self

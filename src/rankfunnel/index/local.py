@@ -99,7 +99,7 @@ class LocalCollection:
         path: str | Path,
         embedder: Embedder | None = None,
         *,
-        index_type: str = "flat",
+        index_type: str = "auto",
         exist_ok: bool = False,
         fusion: FusionConfig | None = None,
         **index_opts: Any,
@@ -109,7 +109,8 @@ class LocalCollection:
         Args:
             path: The directory.
             embedder: Default: ``SentenceTransformerEmbedder()`` (all-MiniLM-L6-v2).
-            index_type: ``flat`` (exact, default) or ``hnsw``; ``index_opts`` go to :class:`IndexConfig`.
+            index_type: ``auto`` (default: exact until 100,000 vectors, then HNSW), ``flat`` (always exact)
+                or ``hnsw``; ``index_opts`` go to :class:`IndexConfig`.
             exist_ok: Open the directory instead of failing when it already holds an index.
             fusion: Default fusion for ``retriever="hybrid"``.
 
@@ -407,7 +408,7 @@ class LocalCollection:
                 "path": str(self.path),
                 "format_version": FORMAT_VERSION,
                 "embedder": {"name": self._embedder_name, "dim": self.dim},
-                "index": self.config.to_dict(),
+                "index": {**self.config.to_dict(), "active": self._faiss.kind},
                 "fusion": self.fusion.to_dict(),
                 "documents": len(self),
                 "vectors": len(self._faiss),
