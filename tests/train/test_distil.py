@@ -77,6 +77,8 @@ def test_distil_cli_listwise(tiny_beir, tiny_bert_ce_path, tmp_path, monkeypatch
             "hashing-32",
             "--max-length",
             "32",
+            "--head-lr",
+            "0.002",
             "--device",
             "cpu",
             "--json",
@@ -86,6 +88,8 @@ def test_distil_cli_listwise(tiny_beir, tiny_bert_ce_path, tmp_path, monkeypatch
     summary = json.loads(res.stdout)  # stdout holds only the JSON
     assert summary["steps"] == 2 and summary["pairs"] == 4 * len(QUERIES)
     assert (tmp_path / "s" / "model.safetensors").is_file()
+    settings = json.loads((tmp_path / "s" / "rankfunnel_training.json").read_text(encoding="utf-8"))["settings"]
+    assert settings["head learning rate"] == 0.002 and settings["learning rate"] == 5e-5
 
 
 def test_failing_teacher_and_bad_input(tiny_stage1, tiny_bert_ce_path, tmp_path):

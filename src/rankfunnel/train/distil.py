@@ -34,6 +34,9 @@ class DistilConfig:
         candidates: Stage-1 candidates per query scored by the teacher.
         retriever: Stage-1 retriever that proposes the candidates.
         max_length, epochs, batch_size, learning_rate, max_minutes, max_steps, seed, device: As in training.
+        head_learning_rate: Peak learning rate of the student's classification head (``None``: same as
+            ``learning_rate``). A student started from a bi-encoder has a fresh head, which sits on a
+            plateau at encoder learning rates (docs/training.md); 1e-3 gets it moving.
         held_out: Fraction of queries kept to measure student-teacher agreement.
         teacher_batch_size: Pairs per teacher ``predict`` call.
     """
@@ -47,6 +50,7 @@ class DistilConfig:
     epochs: float = 1.0
     batch_size: int = 16
     learning_rate: float = 5e-5
+    head_learning_rate: float | None = 1e-3
     warmup_ratio: float = 0.1
     held_out: float = 0.1
     max_minutes: float | None = None
@@ -269,6 +273,7 @@ def distil_reranker(
         "epochs (max)": config.epochs,
         "batch size": config.batch_size,
         "learning rate": config.learning_rate,
+        "head learning rate": config.head_learning_rate or config.learning_rate,
         "seed": config.seed,
         "max minutes": config.max_minutes,
         "steps done": steps,
