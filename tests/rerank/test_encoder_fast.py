@@ -70,7 +70,7 @@ def test_bad_arguments(tiny_bert_ce_path):
         FastEncoderReranker(str(tiny_bert_ce_path), route="gpu-magic")
     with pytest.raises(InvalidInputError, match="CPU only"):
         FastEncoderReranker(str(tiny_bert_ce_path), device="cuda")
-    assert default_route() in {"torch-bf16", "torch-int8"}
+    assert default_route() in {"torch-bf16", "torch-fp32"}
 
 
 def test_load_reranker_picks_fast_path_on_cpu(tiny_bert_ce_path):
@@ -78,3 +78,12 @@ def test_load_reranker_picks_fast_path_on_cpu(tiny_bert_ce_path):
 
     r = load_reranker(str(tiny_bert_ce_path), device="cpu", batch_size=8)
     assert isinstance(r, FastEncoderReranker) and r.route == default_route() and r.max_rows == 8
+
+
+def test_default_route_is_bf16_only_with_native_bf16_and_never_int8(monkeypatch):
+    from rankfunnel.rerank import encoder_fast
+
+    monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: False)
+    assert default_route() == "torch-fp32"  # int8 lost NDCG@10 beyond 0.005 (bench/route_quality.py)
+    monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: True)
+    assert default_route() == "torch-bf16"

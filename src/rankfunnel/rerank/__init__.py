@@ -2,7 +2,8 @@
 
 Backends: :class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` (sentence-transformers; reference),
 ``rankfunnel.rerank.decoder.DecoderReranker`` (fast zerank-2 / Qwen3-Reranker scorer),
-:class:`~rankfunnel.rerank.encoder_fast.FastEncoderReranker` (CPU int8 path for BERT cross-encoders),
+:class:`~rankfunnel.rerank.encoder_fast.FastEncoderReranker` (CPU path for BERT cross-encoders:
+token-budget batches, bf16 / fp32 / opt-in int8),
 :class:`~rankfunnel.rerank.cascade.CascadeReranker`, :class:`~rankfunnel.rerank.fake.FakeReranker` and
 ``rankfunnel.rerank.remote`` (an HTTP reranker).
 """
