@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from rankfunnel.errors import InvalidInputError, OptionalDependencyError
+from rankfunnel.index.faiss import IndexConfig
 from rankfunnel.index.local import LocalCollection
 from rankfunnel.index.local_files import DOCS, MANIFEST
 from rankfunnel.protocols import Embedder
@@ -64,12 +66,8 @@ def open_collection(
     if (path / DOCS).exists() or (path / MANIFEST).exists() or not create:
         ef = opts.pop("ef_search", None)
         device = opts.pop("device", None)
-        opts.pop("index_type", None)
-        opts = {
-            k: v
-            for k, v in opts.items()
-            if k not in ("hnsw_m", "ef_construction", "exact_filter_max", "compact_ratio", "auto_hnsw_min")
-        }
+        # the build settings of an existing index are in its manifest: ignore them, reject anything else
+        opts = {k: v for k, v in opts.items() if k not in {f.name for f in fields(IndexConfig)}}
         if opts:
             raise InvalidInputError(f"Unknown options for a faiss collection: {sorted(opts)}.")
         return LocalCollection.open(path, embedder, fusion=fusion, device=device, ef_search=ef)

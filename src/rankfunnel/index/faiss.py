@@ -172,13 +172,9 @@ class FaissIndex:
             self._index.add_with_ids(vectors[start:start + step], keys[start:start + step])
 
     def _become_hnsw(self) -> None:
-        """``auto``: rebuild the exact index as HNSW from its stored vectors (flat keeps no tombstones)."""
-        stored = self.stored_keys()
-        vectors = self.reconstruct(stored)
+        """``auto``: rebuild the exact index as HNSW from its stored vectors."""
         self.kind = "hnsw"
-        self._index = self._empty()
-        self._dead = set()
-        self.add(stored, vectors)
+        self.compact()  # the rebuild from live vectors that tombstone compaction already does
 
     def remove(self, keys: np.ndarray) -> None:
         if not len(keys):

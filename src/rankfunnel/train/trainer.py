@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_EMBEDDER, read_licence, resolve_model
@@ -22,7 +22,7 @@ from rankfunnel.train.mining import MiningConfig, mine_hard_negatives, search_li
 log = logging.getLogger(__name__)
 
 Loss = Literal["mnrl", "bce", "listwise"]
-LOSSES: tuple[str, ...] = ("mnrl", "bce", "listwise")
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
