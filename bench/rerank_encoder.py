@@ -29,7 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-ALL_ROUTES = ("torch-fp32", "torch-int8", "torch-bf16", "onnx-fp32", "onnx-int8")
+ALL_ROUTES = ("torch-fp32", "torch-int8", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16",
+              "openvino-int8")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -40,7 +40,7 @@ def test_fp32_route_equals_reference(tiny_bert_ce_path, bert_reranker):
     assert fast.rank(QUERY, docs, top_n=3)[0][0] == int(np.argmax(ref))
 
 
-@pytest.mark.parametrize("route", ["torch-int8", "torch-bf16", "onnx-int8"])
+@pytest.mark.parametrize("route", ["torch-int8", "torch-bf16", "onnx-int8", "openvino-bf16", "openvino-int8"])
 def test_reduced_precision_routes_agree_with_fp32(tiny_bert_ce_path, tmp_path, route):
     docs = _docs(40, seed=1)
     ref = FastEncoderReranker(str(tiny_bert_ce_path), route="torch-fp32").score(QUERY, docs)
@@ -55,7 +55,7 @@ def test_onnx_export_is_cached_once(tiny_bert_ce_path, tmp_path):
     import shutil
 
     model = tmp_path / "model"
-    shutil.copytree(tiny_bert_ce_path, model)
+    shutil.copytree(tiny_bert_ce_path, model, ignore=shutil.ignore_patterns(".rankfunnel-*"))
     FastEncoderReranker(str(model), route="onnx-fp32")
     files = list((model / ".rankfunnel-onnx").glob("*.onnx"))
     assert len(files) == 1
@@ -70,7 +70,7 @@ def test_bad_arguments(tiny_bert_ce_path):
         FastEncoderReranker(str(tiny_bert_ce_path), route="gpu-magic")
     with pytest.raises(InvalidInputError, match="CPU only"):
         FastEncoderReranker(str(tiny_bert_ce_path), device="cuda")
-    assert default_route() in {"torch-bf16", "torch-fp32"}
+    assert default_route() in {"torch-bf16", "torch-fp32", "openvino-bf16", "openvino-fp32"}
 
 
 def test_load_reranker_picks_fast_path_on_cpu(tiny_bert_ce_path):
@@ -83,7 +83,72 @@ def test_load_reranker_picks_fast_path_on_cpu(tiny_bert_ce_path):
 def test_default_route_is_bf16_only_with_native_bf16_and_never_int8(monkeypatch):
     from rankfunnel.rerank import encoder_fast
 
-    monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: False)
-    assert default_route() == "torch-fp32"  # int8 lost NDCG@10 beyond 0.005 (bench/route_quality.py)
-    monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: True)
-    assert default_route() == "torch-bf16"
+    for has_openvino, engine in ((True, "openvino"), (False, "torch")):
+        monkeypatch.setattr(encoder_fast, "openvino_available", lambda v=has_openvino: v)
+        monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: False)
+        assert default_route() == f"{engine}-fp32"  # int8 moved NDCG@10 by up to 0.005-0.030
+        monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: True)
+        assert default_route() == f"{engine}-bf16"
+
+
+def test_openvino_fp32_equals_reference(tiny_bert_ce_path, bert_reranker, tmp_path):
+    fast = FastEncoderReranker(str(tiny_bert_ce_path), route="openvino-fp32", token_budget=256, batch_size=5,
+                               cache_dir=tmp_path)
+    docs = _docs(23, seed=2)
+    np.testing.assert_allclose(fast.score(QUERY, docs), bert_reranker.score(QUERY, docs), atol=1e-4)
+    assert fast.score(QUERY, []).shape == (0,)
+
+
+def test_openvino_conversion_is_cached_once_and_keyed_by_calibration(tiny_bert_ce_path, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_ce_path, model, ignore=shutil.ignore_patterns(".rankfunnel-*"))
+    FastEncoderReranker(str(model), route="openvino-int8")
+    cache = model / ".rankfunnel-openvino"
+    entries = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1 and (entries[0] / "model.xml").is_file() and (entries[0] / "model.bin").is_file()
+    mtime = (entries[0] / "model.bin").stat().st_mtime_ns
+    again = FastEncoderReranker(str(model), route="openvino-int8")
+    assert (entries[0] / "model.bin").stat().st_mtime_ns == mtime  # loaded, not quantised again
+    assert again.score(QUERY, ["python error"]).shape == (1,)
+    FastEncoderReranker(str(model), route="openvino-int8",
+                        calibration_pairs=[(QUERY, d) for d in _docs(16, seed=3)])
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 2  # own calibration, own entry
+    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_interrupted_openvino_conversion_leaves_no_entry(tiny_bert_ce_path, tmp_path, monkeypatch):
+    from rankfunnel.errors import RerankerUnavailableError
+    from rankfunnel.rerank import openvino_cache
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt  # like Ctrl-C in the middle of quantisation
+
+    monkeypatch.setattr(openvino_cache, "_convert", boom)
+    with pytest.raises((KeyboardInterrupt, RerankerUnavailableError)):
+        FastEncoderReranker(str(tiny_bert_ce_path), route="openvino-int8", cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # neither a half-written model nor the temporary folder
+
+
+def test_openvino_predict_is_safe_from_several_threads(tiny_bert_ce_path, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast = FastEncoderReranker(str(tiny_bert_ce_path), route="openvino-fp32", token_budget=128,
+                               cache_dir=tmp_path)
+    docs = [_docs(30, seed=s) for s in range(6)]
+    expected = [fast.score(QUERY, d) for d in docs]
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda d: fast.score(QUERY, d), docs))
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, atol=1e-6)
+
+
+def test_missing_openvino_names_the_extra(tiny_bert_ce_path, tmp_path, monkeypatch):
+    import sys
+
+    from rankfunnel.errors import RankfunnelError
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(RankfunnelError, match=r"rankfunnel\[openvino\]"):
+        FastEncoderReranker(str(tiny_bert_ce_path), route="openvino-bf16", cache_dir=tmp_path)

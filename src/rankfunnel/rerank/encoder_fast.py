@@ -1,4 +1,4 @@
-"""A faster CPU path for BERT-style cross-encoders: token-budget batches and int8 / bf16 compute.
+"""A faster CPU path for BERT-style cross-encoders: token-budget batches, OpenVINO, and bf16 / int8 compute.
 
 Hand-written batching (instead of sentence-transformers' fixed-count batches) because it is the part
 that removes padding waste: pairs are tokenised once, sorted by token length, and cut into batches whose
@@ -9,23 +9,29 @@ Compute routes:
 - ``torch-bf16``: bf16 weights, for CPUs with AMX / AVX512-BF16 (oneDNN picks the kernels).
 - ``onnx-fp32`` / ``onnx-int8``: the model exported once with ``torch.onnx``, optionally dynamically quantised
   with ``onnxruntime.quantization``, cached beside the model (or under ``~/.cache/rankfunnel``).
+- ``openvino-fp32`` / ``openvino-bf16`` / ``openvino-int8``: the model converted once to OpenVINO and run by its
+  CPU plugin; int8 is static, calibrated quantisation with NNCF (:mod:`rankfunnel.rerank.openvino_cache`),
+  with bf16 for the remaining ops where the CPU has native bf16.
 - ``torch-fp32``: the same batching in full precision (the reference for agreement checks).
 
-``route="auto"`` uses :func:`default_route`, chosen by ``bench/rerank_encoder.py`` measurements (see
-``docs/benchmarks.md``): bf16 where the CPU has native bf16 matrix units (AMX / AVX512-BF16), where it was
-the fastest route and the closest to fp32 (NDCG@10 within 0.001 of fp32 on SciFact and NFCorpus with the
-trained reranker, ``bench/route_quality.py``); ``torch-fp32`` elsewhere, because dynamic int8 (torch or
-ONNX) lost 0.020-0.030 NDCG@10 on SciFact in the same benchmark, beyond the 0.005 the project accepts, so
-int8 stays an explicit opt-in (``route="torch-int8"``) for users who measure it on their data. Scores agree with
-:class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` to float tolerance on ``torch-fp32`` and in
-rank (Spearman) on the reduced-precision routes.
+``route="auto"`` uses :func:`default_route`, chosen by measurement (``bench/rerank_encoder.py`` for speed,
+``bench/route_quality.py`` for NDCG@10 with a trained reranker on SciFact and NFCorpus; ``docs/benchmarks.md``):
+OpenVINO when it is installed (``rankfunnel[openvino]``, part of ``make setup``), else eager torch; bf16 where
+the CPU has native bf16 (AMX / AVX512-BF16), fp32 elsewhere. bf16 stayed within 0.001 NDCG@10 of fp32 on both
+datasets and OpenVINO bf16 was 3.1x sentence-transformers on 100 pairs (eager torch bf16: 1.7x). int8 is never
+the default: static ``openvino-int8`` was 4.5x but moved NDCG@10 by -0.003 and -0.005 with the generic
+calibration set, and dynamic int8 (torch, ONNX) lost up to 0.030; users who want it measure it on their data
+and can calibrate with their own pairs. Scores agree with
+:class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker` to float tolerance on ``torch-fp32`` and
+``openvino-fp32`` and in rank (Spearman) on the reduced-precision routes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +42,15 @@ from rankfunnel.models import resolve_model, warn_if_non_commercial
 from rankfunnel.rerank.base import BaseReranker, Calibration
 from rankfunnel.rerank.cross_encoder import check_pairs, unavailable
 from rankfunnel.rerank.onnx_cache import OnnxEncoder
+from rankfunnel.rerank.openvino_cache import OpenVinoEncoder
 
 log = logging.getLogger(__name__)
 
-ROUTES = ("torch-fp32", "torch-int8", "torch-bf16", "onnx-fp32", "onnx-int8")
-DEFAULT_CPU_ROUTE = "torch-fp32"  # for CPUs without native bf16: int8 failed the quality bar (default_route)
+ROUTES = ("torch-fp32", "torch-int8", "torch-bf16", "onnx-fp32", "onnx-int8",
+          "openvino-fp32", "openvino-bf16", "openvino-int8")
+# Padded tokens per forward pass: eager torch gains from big batches; OpenVINO was fastest with small ones
+# kept in flight on every stream (1-2k tokens, bench/rerank_encoder.py probe in docs/benchmarks.md).
+DEFAULT_TOKEN_BUDGET = {"torch": 16384, "onnx": 16384, "openvino": 2048}
 SUPPORTED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta-v2"})
 
 
@@ -57,9 +67,20 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def openvino_available() -> bool:
+    """True when the ``openvino`` package (``rankfunnel[openvino]``) is importable."""
+    return importlib.util.find_spec("openvino") is not None
+
+
 def default_route() -> str:
-    """``torch-bf16`` on CPUs with native bf16 matrix units, else ``torch-fp32`` (int8 loses NDCG@10)."""
-    return "torch-bf16" if cpu_has_native_bf16() else DEFAULT_CPU_ROUTE
+    """The fastest route that keeps NDCG@10 within 0.001 of fp32 (``docs/benchmarks.md``).
+
+    OpenVINO when installed, else eager torch; bf16 on CPUs with native bf16 (AMX / AVX512-BF16), fp32
+    elsewhere. Never int8: static int8 (``openvino-int8``) came within 0.003-0.005 NDCG@10 of fp32 with
+    generic calibration and dynamic int8 lost up to 0.030, so int8 is an opt-in to measure on your data.
+    """
+    engine = "openvino" if openvino_available() else "torch"
+    return f"{engine}-bf16" if cpu_has_native_bf16() else f"{engine}-fp32"
 
 
 def fast_path_available(model_type: str) -> bool:
@@ -96,14 +117,17 @@ class FastEncoderReranker(BaseReranker):
         model: Hub id or local folder of a sequence-classification cross-encoder.
         device: Only ``cpu`` (or None/``auto``) is supported; use ``CrossEncoderReranker`` on GPUs.
         route: One of :data:`ROUTES`, or ``auto`` for :func:`default_route`.
-        token_budget: Upper bound on padded tokens per forward pass (bounds memory, removes padding waste).
+        token_budget: Upper bound on padded tokens per forward pass (bounds memory, removes padding waste);
+            default per route (:data:`DEFAULT_TOKEN_BUDGET`).
         batch_size: Upper bound on pairs per forward pass.
         max_length: Token limit per pair (longest-first truncation, like sentence-transformers); default the
             model's limit.
         calibration: Normalisation of raw scores; default ``sigmoid(logit)``.
         threads: torch intra-op threads for the torch routes / onnxruntime session threads; None leaves the
             torch setting alone and gives onnxruntime the torch setting.
-        cache_dir: Where exported ONNX files go when the model folder is not writable.
+        cache_dir: Where exported ONNX / OpenVINO files go when the model folder is not writable.
+        calibration_pairs: Real (query, document) pairs from your domain to calibrate ``openvino-int8``;
+            default the packaged sample corpus.
 
     Examples:
         >>> r = FastEncoderReranker("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
@@ -112,20 +136,23 @@ class FastEncoderReranker(BaseReranker):
     """
 
     def __init__(self, model: str | Path, *, device: str | None = None, route: str = "auto",
-                 token_budget: int = 16384, batch_size: int | None = 128, max_length: int | None = None,
+                 token_budget: int | None = None, batch_size: int | None = 128, max_length: int | None = None,
                  calibration: Calibration | None = None, threads: int | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None,
+                 calibration_pairs: Sequence[tuple[str, str]] | None = None) -> None:
         if device not in (None, "auto", "cpu"):
             raise InvalidInputError(f"FastEncoderReranker runs on CPU only, got device={device!r}; "
                                     "use CrossEncoderReranker (or load_reranker) on GPUs.")
         route = default_route() if route == "auto" else route
         if route not in ROUTES:
             raise InvalidInputError(f"route={route!r} is unknown; use one of auto, {', '.join(ROUTES)}.")
+        token_budget = token_budget or DEFAULT_TOKEN_BUDGET[route.split("-")[0]]
         if token_budget < 16:
             raise InvalidInputError(f"token_budget must be >= 16, got {token_budget}.")
         self.name = str(model)
         self.route = route
         self.token_budget = int(token_budget)
+        self.calibration_pairs = check_pairs(calibration_pairs) if calibration_pairs else None
         self.max_rows = int(batch_size or 128)
         if self.max_rows < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}.")
@@ -137,6 +164,7 @@ class FastEncoderReranker(BaseReranker):
             raise unavailable(self.name, exc) from exc
         self.licence = warn_if_non_commercial(self.name, self.path)
         self._onnx: OnnxEncoder | None = None
+        self._openvino: OpenVinoEncoder | None = None
         self._torch: Any = None
         try:
             self._load(max_length, cache_dir)
@@ -162,7 +190,15 @@ class FastEncoderReranker(BaseReranker):
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         elif self.route == "torch-bf16":
             model = model.to(torch.bfloat16)
-        if self.route.startswith("onnx"):
+        if self.route.startswith("openvino"):
+            # int8 runs its non-quantised ops in bf16 only where the CPU has it natively
+            precision = {"openvino-fp32": "f32", "openvino-bf16": "bf16"}.get(
+                self.route, "bf16" if cpu_has_native_bf16() else "f32")
+            self._openvino = OpenVinoEncoder.build(
+                model, self.tokenizer, self.path, int8=self.route == "openvino-int8", precision=precision,
+                calibration=self.calibration_pairs, max_length=self.max_length,
+                cache_dir=cache_dir, threads=self.threads or torch.get_num_threads())
+        elif self.route.startswith("onnx"):
             self._onnx = OnnxEncoder.build(model, self.tokenizer, self.path,
                                            quantise=self.route == "onnx-int8", cache_dir=cache_dir,
                                            threads=self.threads or torch.get_num_threads())
@@ -196,14 +232,22 @@ class FastEncoderReranker(BaseReranker):
         ids: list[list[int]] = enc["input_ids"]
         lengths = [len(x) for x in ids]
         out = np.empty(len(checked), dtype=np.float32)
-        try:
+
+        def padded_batches() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
             for batch in token_budget_batches(lengths, self.token_budget, self.max_rows):
                 rows: list[dict[str, Any]] = [{k: enc[k][i] for k in self._input_names} for i in batch]
                 padded = self.tokenizer.pad(rows, padding=True, return_tensors="np")  # type: ignore[arg-type]
-                features: dict[str, np.ndarray] = {
-                    k: np.asarray(padded[k], dtype=np.int64) for k in self._input_names}
-                logits = self._forward(features)
-                out[batch] = logits[:, -1] if logits.ndim == 2 else logits.reshape(-1)
+                yield batch, {k: np.asarray(padded[k], dtype=np.int64) for k in self._input_names}
+
+        def keep(batch: np.ndarray, logits: np.ndarray) -> None:
+            out[batch] = logits[:, -1] if logits.ndim == 2 else logits.reshape(-1)
+
+        try:
+            if self._openvino is not None:
+                self._openvino.run_batches(padded_batches(), keep)
+            else:
+                for batch, features in padded_batches():
+                    keep(batch, self._forward(features))
         except Exception as exc:  # noqa: BLE001
             raise RerankerUnavailableError(
                 f"Reranker {self.name!r} ({self.route}) failed while scoring {len(checked)} pairs "

@@ -25,22 +25,28 @@ log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _fingerprint(model_path: str, quantise: bool) -> str:
-    import torch
-
-    ort = require("onnxruntime", "onnx")
+def weights_fingerprint(model_path: str, extra: str) -> str:
+    """A short key over the model folder's weight and config files (name, size, mtime) plus ``extra``."""
     h = hashlib.sha256()
     folder = Path(model_path)
     for f in sorted(folder.glob("*")):
         if f.is_file() and f.suffix in {".safetensors", ".bin", ".json"}:
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    h.update(f"{torch.__version__}|{ort.__version__}|int8={quantise}".encode())
+    h.update(extra.encode())
     return h.hexdigest()[:16]
 
 
-def _cache_folder(model_path: str, cache_dir: str | Path | None) -> Path:
-    beside = Path(model_path) / ".rankfunnel-onnx"
+def _fingerprint(model_path: str, quantise: bool) -> str:
+    import torch
+
+    ort = require("onnxruntime", "onnx")
+    return weights_fingerprint(model_path, f"{torch.__version__}|{ort.__version__}|int8={quantise}")
+
+
+def cache_folder(model_path: str, cache_dir: str | Path | None, kind: str = "onnx") -> Path:
+    """``<model>/.rankfunnel-<kind>`` when writable (and no ``cache_dir``), else ``cache_dir`` or the user cache."""
+    beside = Path(model_path) / f".rankfunnel-{kind}"
     if cache_dir is None and Path(model_path).is_dir():
         try:
             beside.mkdir(exist_ok=True)
@@ -51,7 +57,7 @@ def _cache_folder(model_path: str, cache_dir: str | Path | None) -> Path:
         except OSError:
             pass
     home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    root = Path(cache_dir) if cache_dir else home / "rankfunnel" / "onnx"
+    root = Path(cache_dir) if cache_dir else home / "rankfunnel" / kind
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -96,7 +102,7 @@ class OnnxEncoder:
               cache_dir: str | Path | None, threads: int) -> OnnxEncoder:
         """Load the cached ONNX file for ``model_path`` or export (and quantise) it once."""
         require("onnx", "onnx")
-        folder = _cache_folder(model_path, cache_dir)
+        folder = cache_folder(model_path, cache_dir)
         key = _fingerprint(model_path, quantise)
         final = folder / f"model-{key}{'-int8' if quantise else ''}.onnx"
         if not final.is_file():
