@@ -152,3 +152,20 @@ def test_missing_openvino_names_the_extra(tiny_bert_ce_path, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     with pytest.raises(RankfunnelError, match=r"rankfunnel\[openvino\]"):
         FastEncoderReranker(str(tiny_bert_ce_path), route="openvino-bf16", cache_dir=tmp_path)
+
+
+def test_models_in_the_hub_cache_are_not_written_to(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from rankfunnel.rerank.onnx_cache import cache_folder
+
+    hub = tmp_path / "hub"
+    snapshot = hub / "models--org--name" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
+    assert cache_folder(str(snapshot), None, "openvino") == tmp_path / "user" / "rankfunnel" / "openvino"
+    assert not (snapshot / ".rankfunnel-openvino").exists()
+    local = tmp_path / "my-model"
+    local.mkdir()
+    assert cache_folder(str(local), None, "openvino") == local / ".rankfunnel-openvino"

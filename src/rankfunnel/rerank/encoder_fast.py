@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 
 ROUTES = ("torch-fp32", "torch-int8", "torch-bf16", "onnx-fp32", "onnx-int8",
           "openvino-fp32", "openvino-bf16", "openvino-int8")
-# Padded tokens per forward pass: eager torch gains from big batches; OpenVINO was fastest with small ones
-# kept in flight on every stream (1-2k tokens, bench/rerank_encoder.py probe in docs/benchmarks.md).
+# Padded tokens per forward pass: eager torch gains from big batches (16k); OpenVINO was fastest with 1-2k-token
+# batches (probes in docs/benchmarks.md).
 DEFAULT_TOKEN_BUDGET = {"torch": 16384, "onnx": 16384, "openvino": 2048}
 SUPPORTED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta-v2"})
 

@@ -1,9 +1,9 @@
 """Export a sequence-classification encoder to ONNX once, quantise it, and cache the files.
 
-The cache lives beside the model (``<model>/.rankfunnel-onnx/``) when that folder is writable, else under
-``cache_dir`` or ``~/.cache/rankfunnel/onnx``. Each entry is keyed by the model's weight files (size and
-modification time) and the torch / onnxruntime versions, and written atomically (temporary name, then rename),
-so concurrent processes never read a half-written file.
+The cache lives beside the model (``<model>/.rankfunnel-onnx/``) when that folder is writable and not in the
+Hugging Face hub cache, else under ``cache_dir`` or ``~/.cache/rankfunnel/onnx``. Each entry is keyed by the
+model's weight files (size and modification time) and the torch / onnxruntime versions, and written atomically
+(temporary name, then rename), so concurrent processes never read a half-written file.
 """
 
 from __future__ import annotations
@@ -44,10 +44,23 @@ def _fingerprint(model_path: str, quantise: bool) -> str:
     return weights_fingerprint(model_path, f"{torch.__version__}|{ort.__version__}|int8={quantise}")
 
 
+def _in_hub_cache(path: Path) -> bool:
+    try:
+        from huggingface_hub import constants
+
+        return path.resolve().is_relative_to(Path(constants.HF_HUB_CACHE).resolve())
+    except Exception:  # noqa: BLE001 - no huggingface_hub (or an odd path): treat as a user folder
+        return False
+
+
 def cache_folder(model_path: str, cache_dir: str | Path | None, kind: str = "onnx") -> Path:
-    """``<model>/.rankfunnel-<kind>`` when writable (and no ``cache_dir``), else ``cache_dir`` or the user cache."""
+    """``<model>/.rankfunnel-<kind>`` when writable (and no ``cache_dir``), else ``cache_dir`` or the user cache.
+
+    A model inside the Hugging Face hub cache is never written to (its snapshot folders belong to
+    huggingface_hub); its converted files go to the user cache.
+    """
     beside = Path(model_path) / f".rankfunnel-{kind}"
-    if cache_dir is None and Path(model_path).is_dir():
+    if cache_dir is None and Path(model_path).is_dir() and not _in_hub_cache(Path(model_path)):
         try:
             beside.mkdir(exist_ok=True)
             probe = beside / ".write-probe"

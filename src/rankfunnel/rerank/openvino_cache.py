@@ -3,18 +3,19 @@
 OpenVINO is driven directly (``openvino.convert_model`` on the torch module, ``nncf.quantize`` for int8)
 rather than through sentence-transformers' ``backend="openvino"``, whose extra drags in optimum, torchvision
 and an older transformers. Measured on the benchmark model (``bench/rerank_encoder.py``, see
-``docs/benchmarks.md``), OpenVINO's CPU plugin runs the same graph about 1.6x faster than eager torch in bf16.
+``docs/benchmarks.md``), OpenVINO's CPU plugin runs the same graph about 1.9x faster than eager torch in bf16.
 
 int8 is *static* post-training quantisation (NNCF, ``ModelType.TRANSFORMER``: SmoothQuant plus per-channel
 weights, activations calibrated on real text pairs). Dynamic int8 (torch ``quantize_dynamic`` or onnxruntime)
 lost 0.005-0.030 NDCG@10 with a trained reranker; the calibrated static model is checked by
-``bench/route_quality.py``. Calibration uses the caller's pairs when given, else the packaged sample corpus
-(7 queries x 80 short documents of real English).
+``bench/route_quality.py``. Calibration uses the caller's pairs when given, else the packaged sample corpus (7
+queries x 80 short documents of real English).
 
 Cache: ``<model>/.rankfunnel-openvino/ov-<key>[-int8]/model.{xml,bin}`` beside the model when that folder is
-writable, else under ``cache_dir`` or ``~/.cache/rankfunnel/openvino``. The key covers the weight files (size,
-mtime), the openvino / nncf / torch versions and the calibration set; an entry is written to a temporary folder
-and renamed into place, so a concurrent or interrupted export never leaves a half-written model.
+writable and not in the Hugging Face hub cache, else under ``cache_dir`` or ``~/.cache/rankfunnel/openvino``.
+The key covers the weight files (size, mtime), the openvino / nncf / torch versions and the calibration set;
+an entry is written to a temporary folder and renamed into place, so a concurrent or interrupted export never
+leaves a half-written model.
 """
 
 from __future__ import annotations
