@@ -172,3 +172,32 @@ def test_models_in_the_hub_cache_are_not_written_to(tmp_path, monkeypatch):
     local = tmp_path / "my-model"
     local.mkdir()
     assert cache_folder(str(local), None, "openvino") == local / ".rankfunnel-openvino"
+
+
+def test_set_default_route_overrides_auto_and_rejects_unknown(tiny_bert_ce_path, tmp_path, monkeypatch):
+    from rankfunnel.rerank import encoder_fast
+
+    monkeypatch.setattr(encoder_fast, "_ROUTE_OVERRIDE", None)
+    chosen = default_route()
+    encoder_fast.set_default_route("torch-int8")
+    assert default_route() == "torch-int8"
+    assert FastEncoderReranker(str(tiny_bert_ce_path), cache_dir=tmp_path).route == "torch-int8"
+    encoder_fast.set_default_route("auto")
+    assert default_route() == chosen
+    with pytest.raises(InvalidInputError, match="openvino-int8"):  # the message lists the valid routes
+        encoder_fast.set_default_route("openvino-int4")
+
+
+def test_cli_reads_the_cpu_route_from_the_environment(monkeypatch, capsys):
+    import rankfunnel.cli as cli
+    from rankfunnel.rerank import encoder_fast
+
+    monkeypatch.setattr(encoder_fast, "_ROUTE_OVERRIDE", None)
+    monkeypatch.setattr(cli, "app", lambda: None)
+    monkeypatch.setenv("RANKFUNNEL_CPU_ROUTE", "onnx-int8")
+    cli.main()
+    assert default_route() == "onnx-int8"
+    monkeypatch.setenv("RANKFUNNEL_CPU_ROUTE", "fastest")
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 2 and "RANKFUNNEL_CPU_ROUTE" in capsys.readouterr().err

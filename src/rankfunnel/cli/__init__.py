@@ -41,7 +41,27 @@ def _remote_keys_from_env() -> None:
         DEFAULT_API_KEYS.setdefault("tei", generic)
 
 
+def _cpu_route_from_env() -> None:
+    """``RANKFUNNEL_CPU_ROUTE`` (e.g. ``openvino-int8``) becomes what the CPU cross-encoder's ``auto`` route means."""
+    import os
+
+    route = os.environ.get("RANKFUNNEL_CPU_ROUTE", "").strip()
+    if route:
+        from rankfunnel.rerank.encoder_fast import set_default_route
+
+        set_default_route(route)
+
+
 def main() -> None:
     """Console-script entry point."""
+    import sys
+
+    from rankfunnel.errors import InvalidInputError
+
     _remote_keys_from_env()
+    try:
+        _cpu_route_from_env()
+    except InvalidInputError as exc:
+        print(f"Error: RANKFUNNEL_CPU_ROUTE: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
     app()

@@ -2,7 +2,8 @@
 
 Environment variables (read here only, never in the library): ``RANKFUNNEL_INDEX_DIR`` (default for
 ``--index-dir``), ``RANKFUNNEL_RERANKER`` (default for ``--reranker``), ``RANKFUNNEL_DEVICE``,
-``RANKFUNNEL_DEBUG=1`` (show tracebacks of unexpected errors).
+``RANKFUNNEL_DEBUG=1`` (show tracebacks of unexpected errors); ``RANKFUNNEL_CPU_ROUTE`` (the CPU cross-encoder
+route, e.g. ``openvino-int8``) is read by ``rankfunnel.cli.main``.
 """
 
 from __future__ import annotations
