@@ -201,3 +201,23 @@ def test_cli_reads_the_cpu_route_from_the_environment(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main()
     assert exc.value.code == 2 and "RANKFUNNEL_CPU_ROUTE" in capsys.readouterr().err
+
+
+def test_automatic_openvino_route_falls_back_to_torch_when_conversion_fails(tiny_bert_ce_path, tmp_path,
+                                                                            monkeypatch, caplog):
+    from rankfunnel.errors import RerankerUnavailableError
+    from rankfunnel.rerank import encoder_fast
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operation aten::weird")
+
+    monkeypatch.setattr(encoder_fast.OpenVinoEncoder, "build", broken)
+    monkeypatch.setattr(encoder_fast, "_ROUTE_OVERRIDE", None)
+    monkeypatch.setattr(encoder_fast, "openvino_available", lambda: True)
+    monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="rankfunnel.rerank.encoder_fast"):
+        auto = FastEncoderReranker(str(tiny_bert_ce_path), cache_dir=tmp_path)
+    assert auto.route == "torch-bf16" and auto.token_budget == 16384
+    assert "aten::weird" in caplog.text and auto.score(QUERY, ["python error"]).shape == (1,)
+    with pytest.raises(RerankerUnavailableError, match="aten::weird"):  # asked for by name: no silent swap
+        FastEncoderReranker(str(tiny_bert_ce_path), route="openvino-bf16", cache_dir=tmp_path)

@@ -167,15 +167,16 @@ class FastEncoderReranker(BaseReranker):
         if device not in (None, "auto", "cpu"):
             raise InvalidInputError(f"FastEncoderReranker runs on CPU only, got device={device!r}; "
                                     "use CrossEncoderReranker (or load_reranker) on GPUs.")
-        route = default_route() if route == "auto" else route
+        chosen = route == "auto"
+        route = default_route() if chosen else route
         if route not in ROUTES:
             raise InvalidInputError(f"route={route!r} is unknown; use one of auto, {', '.join(ROUTES)}.")
-        token_budget = token_budget or DEFAULT_TOKEN_BUDGET[route.split("-")[0]]
-        if token_budget < 16:
+        if token_budget is not None and token_budget < 16:
             raise InvalidInputError(f"token_budget must be >= 16, got {token_budget}.")
         self.name = str(model)
         self.route = route
-        self.token_budget = int(token_budget)
+        self._budget = token_budget
+        self.token_budget = int(token_budget or DEFAULT_TOKEN_BUDGET[route.split("-")[0]])
         self.calibration_pairs = check_pairs(calibration_pairs) if calibration_pairs else None
         self.max_rows = int(batch_size or 128)
         if self.max_rows < 1:
@@ -192,10 +193,25 @@ class FastEncoderReranker(BaseReranker):
         self._torch: Any = None
         try:
             self._load(max_length, cache_dir)
-        except RankfunnelError:
-            raise
         except Exception as exc:  # noqa: BLE001 - loader failures become one plain error
-            raise unavailable(self.name, exc) from exc
+            if not (chosen and self.route.startswith("openvino")):
+                if isinstance(exc, RankfunnelError):
+                    raise
+                raise unavailable(self.name, exc) from exc
+            # The automatic choice must not make a model unusable that eager torch can run (an architecture
+            # OpenVINO cannot convert, a missing nncf for an int8 default): fall back, loudly.
+            fallback = "torch-bf16" if self.route == "openvino-bf16" else "torch-fp32"
+            log.warning("OpenVINO route %s failed for %s (%s: %s); using %s instead.", self.route, self.name,
+                        type(exc).__name__, exc, fallback)
+            self.route = fallback
+            self.token_budget = int(self._budget or DEFAULT_TOKEN_BUDGET["torch"])
+            self._openvino = None
+            try:
+                self._load(max_length, cache_dir)
+            except RankfunnelError:
+                raise
+            except Exception as exc2:  # noqa: BLE001
+                raise unavailable(self.name, exc2) from exc2
 
     def _load(self, max_length: int | None, cache_dir: str | Path | None) -> None:
         import torch
