@@ -41,7 +41,7 @@ from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavai
 from rankfunnel.models import resolve_model, warn_if_non_commercial
 from rankfunnel.rerank.base import BaseReranker, Calibration
 from rankfunnel.rerank.cross_encoder import check_pairs, unavailable
-from rankfunnel.rerank.onnx_cache import OnnxEncoder
+from rankfunnel.rerank.onnx_cache import MODEL_INPUTS, OnnxEncoder
 from rankfunnel.rerank.openvino_cache import OpenVinoEncoder
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,6 @@ class FastEncoderReranker(BaseReranker):
             raise InvalidInputError(f"token_budget must be >= 16, got {token_budget}.")
         self.name = str(model)
         self.route = route
-        self._budget = token_budget
         self.token_budget = int(token_budget or DEFAULT_TOKEN_BUDGET[route.split("-")[0]])
         self.calibration_pairs = check_pairs(calibration_pairs) if calibration_pairs else None
         self.max_rows = int(batch_size or 128)
@@ -192,60 +191,63 @@ class FastEncoderReranker(BaseReranker):
         self._openvino: OpenVinoEncoder | None = None
         self._torch: Any = None
         try:
-            self._load(max_length, cache_dir)
-        except Exception as exc:  # noqa: BLE001 - loader failures become one plain error
-            if not (chosen and self.route.startswith("openvino")):
-                if isinstance(exc, RankfunnelError):
-                    raise
-                raise unavailable(self.name, exc) from exc
-            # The automatic choice must not make a model unusable that eager torch can run (an architecture
-            # OpenVINO cannot convert, a missing nncf for an int8 default): fall back, loudly.
-            fallback = "torch-bf16" if self.route == "openvino-bf16" else "torch-fp32"
-            log.warning("OpenVINO route %s failed for %s (%s: %s); using %s instead.", self.route, self.name,
-                        type(exc).__name__, exc, fallback)
-            self.route = fallback
-            self.token_budget = int(self._budget or DEFAULT_TOKEN_BUDGET["torch"])
-            self._openvino = None
             try:
                 self._load(max_length, cache_dir)
-            except RankfunnelError:
-                raise
-            except Exception as exc2:  # noqa: BLE001
-                raise unavailable(self.name, exc2) from exc2
+            except Exception as exc:
+                if not (chosen and self.route.startswith("openvino")):
+                    raise
+                # The automatic choice must not make a model unusable that eager torch can run (an architecture
+                # OpenVINO cannot convert, a missing nncf for an int8 default): fall back, loudly.
+                fallback = "torch-bf16" if self.route == "openvino-bf16" else "torch-fp32"
+                log.warning("OpenVINO route %s failed for %s (%s: %s); using %s instead.", self.route,
+                            self.name, type(exc).__name__, exc, fallback)
+                self.route = fallback
+                self.token_budget = int(token_budget or DEFAULT_TOKEN_BUDGET["torch"])
+                self._openvino = None
+                self._load(max_length, cache_dir)
+        except RankfunnelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - loader failures become one plain error
+            raise unavailable(self.name, exc) from exc
 
     def _load(self, max_length: int | None, cache_dir: str | Path | None) -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=torch.float32).eval()
+        config = AutoConfig.from_pretrained(self.path)
         limit = min(int(getattr(self.tokenizer, "model_max_length", 512) or 512),
-                    int(getattr(model.config, "max_position_embeddings", 512) or 512))
+                    int(getattr(config, "max_position_embeddings", 512) or 512))
         self.max_length = min(limit, max_length) if max_length else limit
+        self._input_names = [n for n in MODEL_INPUTS if n in self.tokenizer.model_input_names]
         if self.threads:
             torch.set_num_threads(self.threads)
-        if self.route == "torch-int8":
-            with warnings.catch_warnings():  # torch.ao's deprecation notice; torchao has no CPU drop-in yet
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        elif self.route == "torch-bf16":
-            model = model.to(torch.bfloat16)
+        threads = self.threads or torch.get_num_threads()
+
+        def load_fp32() -> Any:  # the converted routes need the torch weights only to fill their cache
+            return AutoModelForSequenceClassification.from_pretrained(self.path, dtype=torch.float32).eval()
+
         if self.route.startswith("openvino"):
             # int8 runs its non-quantised ops in bf16 only where the CPU has it natively
             precision = {"openvino-fp32": "f32", "openvino-bf16": "bf16"}.get(
                 self.route, "bf16" if cpu_has_native_bf16() else "f32")
             self._openvino = OpenVinoEncoder.build(
-                model, self.tokenizer, self.path, int8=self.route == "openvino-int8", precision=precision,
-                calibration=self.calibration_pairs, max_length=self.max_length,
-                cache_dir=cache_dir, threads=self.threads or torch.get_num_threads())
+                load_fp32, self.tokenizer, self._input_names, self.path, int8=self.route == "openvino-int8",
+                precision=precision, calibration=self.calibration_pairs, max_length=self.max_length,
+                cache_dir=cache_dir, threads=threads)
         elif self.route.startswith("onnx"):
-            self._onnx = OnnxEncoder.build(model, self.tokenizer, self.path,
+            self._onnx = OnnxEncoder.build(load_fp32, self._input_names, self.path,
                                            quantise=self.route == "onnx-int8", cache_dir=cache_dir,
-                                           threads=self.threads or torch.get_num_threads())
+                                           threads=threads)
         else:
+            model = load_fp32()
+            if self.route == "torch-int8":
+                with warnings.catch_warnings():  # torch.ao's deprecation notice; torchao has no CPU drop-in yet
+                    warnings.simplefilter("ignore")
+                    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            elif self.route == "torch-bf16":
+                model = model.to(torch.bfloat16)
             self._torch = model
-        self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
-                             if n in self.tokenizer.model_input_names]
 
     def _forward(self, features: dict[str, np.ndarray]) -> np.ndarray:
         if self._onnx is not None:

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from rankfunnel._optional import require
 
 log = logging.getLogger(__name__)
 
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: Model inputs a cross-encoder may take, in the order the exported graphs use.
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def weights_fingerprint(model_path: str, extra: str) -> str:
@@ -111,19 +113,21 @@ class OnnxEncoder:
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     @classmethod
-    def build(cls, model: Any, tokenizer: Any, model_path: str, *, quantise: bool,
+    def build(cls, load_model: Callable[[], Any], names: list[str], model_path: str, *, quantise: bool,
               cache_dir: str | Path | None, threads: int) -> OnnxEncoder:
-        """Load the cached ONNX file for ``model_path`` or export (and quantise) it once."""
+        """Load the cached ONNX file for ``model_path`` or export (and quantise) it once.
+
+        ``load_model`` returns the fp32 torch module; it is only called when the cache has no entry.
+        """
         require("onnx", "onnx")
         folder = cache_folder(model_path, cache_dir)
         key = _fingerprint(model_path, quantise)
         final = folder / f"model-{key}{'-int8' if quantise else ''}.onnx"
         if not final.is_file():
-            names = [n for n in _INPUTS if n in tokenizer.model_input_names]
             log.info("Exporting %s to ONNX (once) at %s", model_path, final)
             with tempfile.TemporaryDirectory(dir=folder) as tmp:
                 fp32 = Path(tmp) / "model.onnx"
-                _export(model, names, fp32)
+                _export(load_model(), names, fp32)
                 out = fp32
                 if quantise:
                     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -29,7 +29,6 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +52,11 @@ def sample_calibration_pairs(n: int = 112, docs_per_pair: int = 5, seed: int = 0
     """
     import random
 
-    data = resources.files("rankfunnel") / "data"
-    docs = sorted({f"{d.get('title', '')}\n{d['text']}".strip() for d in (
-        json.loads(line) for line in (data / "sample_corpus.jsonl").read_text("utf-8").splitlines() if line)})
+    from rankfunnel.ingest import iter_documents, sample_data
+
+    docs = sorted({d.content for d in iter_documents(sample_data())})
     queries = sorted({json.loads(line)["text"] for line in
-                      (data / "sample_queries.jsonl").read_text("utf-8").splitlines() if line})
+                      sample_data("sample_queries.jsonl").read_text("utf-8").splitlines() if line})
     rng = random.Random(seed)
     return [(queries[i % len(queries)], "\n".join(rng.sample(docs, docs_per_pair))) for i in range(n)]
 
@@ -85,13 +84,13 @@ def _fingerprint(model_path: str, int8: bool, calibration: Sequence[tuple[str, s
     return weights_fingerprint(model_path, extra)
 
 
-def _convert(model: Any, tokenizer: Any, names: list[str], int8: bool,
+def _convert(load_model: Callable[[], Any], tokenizer: Any, names: list[str], int8: bool,
              calibration: Sequence[tuple[str, str]], max_length: int) -> Any:
     ov = require("openvino", "openvino")
     example = _calibration_batches(list(calibration)[:2] or [("query", "document")], tokenizer, names, max_length)
     with warnings.catch_warnings():  # tracing warnings from transformers' mask helpers
         warnings.simplefilter("ignore")
-        ov_model = ov.convert_model(model, example_input=example[0])
+        ov_model = ov.convert_model(load_model(), example_input=example[0])
     if not int8:
         return ov_model
     nncf = require("nncf", "openvino")
@@ -118,22 +117,23 @@ class OpenVinoEncoder:
         self._lock = threading.Lock()  # one predict at a time drives the queue; callers may be threads
 
     @classmethod
-    def build(cls, model: Any, tokenizer: Any, model_path: str, *, int8: bool, precision: str,
-              calibration: Sequence[tuple[str, str]] | None, max_length: int,
+    def build(cls, load_model: Callable[[], Any], tokenizer: Any, names: list[str], model_path: str, *,
+              int8: bool, precision: str, calibration: Sequence[tuple[str, str]] | None, max_length: int,
               cache_dir: str | Path | None, threads: int) -> OpenVinoEncoder:
-        """Load the cached OpenVINO model for ``model_path`` or convert (and quantise) it once."""
+        """Load the cached OpenVINO model for ``model_path`` or convert (and quantise) it once.
+
+        ``load_model`` returns the fp32 torch module; it is only called when the cache has no entry.
+        """
         ov = require("openvino", "openvino")
         calib = list(calibration) if calibration else sample_calibration_pairs()
         folder = cache_folder(model_path, cache_dir, "openvino")
         final = folder / f"ov-{_fingerprint(model_path, int8, calib if int8 else [])}{'-int8' if int8 else ''}"
         if not (final / "model.xml").is_file():
-            names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
-                     if n in tokenizer.model_input_names]
             log.info("Converting %s to OpenVINO%s (once) at %s", model_path, " int8" if int8 else "", final)
             tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
             os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared like the model folder
             try:
-                ov_model = _convert(model, tokenizer, names, int8, calib, max_length)
+                ov_model = _convert(load_model, tokenizer, names, int8, calib, max_length)
                 ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
                 try:
                     os.replace(tmp, final)
