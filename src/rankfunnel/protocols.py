@@ -3,7 +3,7 @@
 - :class:`Embedder` ``encode(texts) -> (n, dim) float32``, rows L2-normalised.
 - :class:`Collection` stores documents and answers stage-1 searches (dense, bm25 or hybrid).
   Implementations: :class:`rankfunnel.collection.LocalCollection` (SQLite + Faiss + bm25s) and
-  :class:`rankfunnel.index.milvus.MilvusCollection`.
+  :class:`rankfunnel.collection.milvus.MilvusCollection`.
 - :class:`Reranker` ``predict(pairs) -> raw scores``; ranking helpers live on
   :class:`rankfunnel.rerank.base.BaseReranker`.
 """

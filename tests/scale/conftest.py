@@ -85,7 +85,7 @@ def make_collection(
         else:
             pytest.importorskip("pymilvus")
             pytest.importorskip("milvus_lite")
-            from rankfunnel.index.milvus import MilvusCollection
+            from rankfunnel.collection.milvus import MilvusCollection
 
             if backend == "milvus-lite":
                 uri = str(tmp_path / f"lite{len(made)}.db")

@@ -11,8 +11,8 @@ pytest.importorskip("milvus_lite")
 
 from rankfunnel.errors import IndexMismatchError, InvalidInputError
 from rankfunnel.fusion import FusionConfig
-from rankfunnel.index.milvus import MilvusBackendError, MilvusCollection
-from rankfunnel.index.milvus_support import filter_expression, quote
+from rankfunnel.collection.milvus import MilvusBackendError, MilvusCollection
+from rankfunnel.collection.milvus_support import filter_expression, quote
 from rankfunnel.protocols import Collection
 from rankfunnel.types import Document
 

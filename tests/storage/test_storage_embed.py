@@ -65,7 +65,7 @@ def test_open_collection_backend_choice(tmp_path, monkeypatch, fake_embedder):
     real_import = builtins.__import__
 
     def no_milvus(name, *args, **kwargs):
-        if name == "rankfunnel.index.milvus":
+        if name == "rankfunnel.collection.milvus":
             raise ImportError("No module named 'pymilvus'")
         return real_import(name, *args, **kwargs)
 

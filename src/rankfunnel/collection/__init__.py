@@ -1,8 +1,8 @@
 """Collections: :func:`open_collection` picks a backend; :class:`LocalCollection` is the embedded default.
 
-- :class:`LocalCollection` (``rankfunnel.index.local``): an index directory with SQLite documents, a Faiss
+- :class:`LocalCollection` (``rankfunnel.collection.local``): an index directory with SQLite documents, a Faiss
   index and a BM25 index; exact or HNSW search, metadata filters, hybrid fusion, atomic writes.
-- ``MilvusCollection`` (``rankfunnel.index.milvus``, extra ``milvus``): Milvus Lite files and Milvus servers.
+- ``MilvusCollection`` (``rankfunnel.collection.milvus``, extra ``milvus``): Milvus Lite files and Milvus servers.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from rankfunnel.errors import InvalidInputError, OptionalDependencyError
 from rankfunnel.index.faiss import IndexConfig
-from rankfunnel.index.local import LocalCollection
-from rankfunnel.index.local_files import DOCS, MANIFEST
+from rankfunnel.collection.local import LocalCollection
+from rankfunnel.collection.local_files import DOCS, MANIFEST
 from rankfunnel.protocols import Embedder
 
 __all__ = ["LocalCollection", "open_collection"]
@@ -54,7 +54,7 @@ def open_collection(
         raise InvalidInputError(f"backend={backend!r} is unknown; use 'auto', 'faiss' or 'milvus'.")
     if backend == "milvus" or (backend == "auto" and _looks_like_milvus(target)):
         try:
-            from rankfunnel.index.milvus import MilvusCollection
+            from rankfunnel.collection.milvus import MilvusCollection
         except ImportError as exc:
             raise OptionalDependencyError(
                 f"The Milvus backend is not available ({exc}). "

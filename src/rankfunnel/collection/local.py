@@ -35,7 +35,7 @@ from rankfunnel.errors import (
 )
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.index.faiss import IndexConfig
-from rankfunnel.index.local_files import DOCS, FORMAT_VERSION, MANIFEST, IndexFiles
+from rankfunnel.collection.local_files import DOCS, FORMAT_VERSION, MANIFEST, IndexFiles
 from rankfunnel.lexical import BM25Index
 from rankfunnel.protocols import RETRIEVERS, Embedder
 from rankfunnel.store import DocStore, as_document

@@ -1,4 +1,4 @@
-"""Schema, URI and row helpers of :mod:`rankfunnel.index.milvus` (no Milvus connection needed to import)."""
+"""Schema, URI and row helpers of :mod:`rankfunnel.collection.milvus` (no Milvus connection needed to import)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.index.milvus_support import MAX_ID_BYTES, MAX_VARCHAR
+from rankfunnel.collection.milvus_support import MAX_ID_BYTES, MAX_VARCHAR
 from rankfunnel.types import Document
 
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:", "grpc://")
@@ -33,7 +33,7 @@ def resolve_uri(uri: str | Path, create: bool) -> tuple[str, str | None]:
 def build_schema(
     pm: Any, client: Any, dim: int, index: str, index_params: dict[str, Any], native_bm25: bool
 ) -> tuple[Any, Any]:
-    """The rankfunnel collection schema and its index parameters (see :mod:`rankfunnel.index.milvus`)."""
+    """The rankfunnel collection schema and its index parameters (see :mod:`rankfunnel.collection.milvus`)."""
     schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", pm.DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
     schema.add_field("vector", pm.DataType.FLOAT_VECTOR, dim=dim)

@@ -30,9 +30,9 @@ from rankfunnel._optional import require
 from rankfunnel.embed import check_same_embedder
 from rankfunnel.errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError, RankfunnelError
 from rankfunnel.fusion import FusionConfig
-from rankfunnel.index.milvus_schema import build_schema, doc_from_row, resolve_uri
-from rankfunnel.index.milvus_search import OUT_FIELDS, MilvusSearchMixin
-from rankfunnel.index.milvus_support import (
+from rankfunnel.collection.milvus_schema import build_schema, doc_from_row, resolve_uri
+from rankfunnel.collection.milvus_search import OUT_FIELDS, MilvusSearchMixin
+from rankfunnel.collection.milvus_support import (
     LocalBM25,
     check_collection_name,
     check_sizes,

@@ -1,4 +1,4 @@
-"""Stage-1 search of :class:`rankfunnel.index.milvus.MilvusCollection` (dense, BM25, hybrid, filtered)."""
+"""Stage-1 search of :class:`rankfunnel.collection.milvus.MilvusCollection` (dense, BM25, hybrid, filtered)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.fusion import FusionConfig
-from rankfunnel.index.milvus_schema import doc_from_row
-from rankfunnel.index.milvus_support import LocalBM25, filter_expression
+from rankfunnel.collection.milvus_schema import doc_from_row
+from rankfunnel.collection.milvus_support import LocalBM25, filter_expression
 from rankfunnel.protocols import RETRIEVERS, Embedder, Filter
 from rankfunnel.types import Document, Hit
 

@@ -1,4 +1,4 @@
-"""Helpers of :mod:`rankfunnel.index.milvus`: safe filter expressions, size checks and a local BM25 fallback.
+"""Helpers of :mod:`rankfunnel.collection.milvus`: safe filter expressions, size checks and a local BM25 fallback.
 
 Kept apart so that they can be tested without a Milvus connection.
 """
