@@ -16,10 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_CPU_RERANKER, DEFAULT_GPU_RERANKER
-from rankfunnel.protocols import RETRIEVERS, Collection, Filter
+from rankfunnel.protocols import Collection, Filter
 from rankfunnel.types import Hit, SearchResult
+from rankfunnel.validate import check_count, check_queries, check_retriever
 
 if TYPE_CHECKING:
     from rankfunnel.protocols import Embedder
@@ -87,24 +87,6 @@ def trained_reranker_verdict(path: str | Path) -> tuple[bool, str | None]:
     )
 
 
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}.")
-    return value
-
-
-def _check_retriever(retriever: str) -> str:
-    if retriever not in RETRIEVERS:
-        raise InvalidInputError(f"retriever={retriever!r} is unknown; use one of {', '.join(RETRIEVERS)}.")
-    return retriever
-
-
-def _check_query(query: Any) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidInputError("The query is empty: pass a non-empty string.")
-    return query
-
-
 class Pipeline:
     """Retrieve ``top_k`` candidates from a collection, rerank them, return the best ``top_n``.
 
@@ -136,9 +118,9 @@ class Pipeline:
     ) -> None:
         self.collection = collection
         self.reranker = reranker
-        self.retriever = _check_retriever(retriever)
-        self.top_k = _check_positive("top_k", top_k)
-        self.top_n = _check_positive("top_n", top_n)
+        self.retriever = check_retriever(retriever)
+        self.top_k = check_count(top_k, field="top_k")
+        self.top_n = check_count(top_n, field="top_n")
         self.reason = reason
 
     @classmethod
@@ -227,14 +209,12 @@ class Pipeline:
             >>> [r.hits[0].id for r in pipe.search_many(["q1", "q2"])]  # doctest: +SKIP
             ['d7', 'd2']
         """
-        if isinstance(queries, str):
-            raise InvalidInputError("search_many takes a list of queries; use search() for one query.")
-        queries = [_check_query(q) for q in queries]
+        queries = check_queries(queries)
         if not queries:
             return []
-        k = _check_positive("top_k", top_k if top_k is not None else self.top_k)
-        n = _check_positive("top_n", top_n if top_n is not None else self.top_n)
-        ret = _check_retriever(retriever if retriever is not None else self.retriever)
+        k = check_count(top_k if top_k is not None else self.top_k, field="top_k")
+        n = check_count(top_n if top_n is not None else self.top_n, field="top_n")
+        ret = check_retriever(retriever if retriever is not None else self.retriever)
 
         t0 = time.perf_counter()
         candidates = self._stage1(queries, k, ret, filter)

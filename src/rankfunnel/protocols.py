@@ -15,11 +15,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from rankfunnel.types import Document, Hit
+from rankfunnel.types import RETRIEVERS, Document, Hit
 
 RetrieverName = Literal["dense", "bm25", "hybrid"]
-RETRIEVERS: tuple[str, ...] = ("dense", "bm25", "hybrid")
 Filter = Mapping[str, Any]
+
+__all__ = ["RETRIEVERS", "Collection", "Embedder", "Filter", "Reranker", "RetrieverName"]
 
 
 @runtime_checkable

@@ -10,7 +10,6 @@ the generation they were built at; when it differs from the store's, they are re
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 
 from rankfunnel.errors import IndexCorruptError, InvalidInputError
 from rankfunnel.types import Document
+from rankfunnel.validate import check_filter, check_metadata
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -35,7 +35,6 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE INDEX IF NOT EXISTS docs_key_id ON docs(key, id);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_FIELD = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _CHUNK = 900  # stays below SQLite's default limit of host parameters per statement
 
 
@@ -140,11 +139,6 @@ class DocStore:
             raise InvalidInputError(
                 f"A document id is already stored ({exc}). Pass upsert=True to replace existing documents."
             ) from exc
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(
-                f"A document holds text that is not valid Unicode ({exc.reason}); decode files with "
-                "errors='replace' before indexing."
-            ) from exc
 
     def delete_ids(self, conn: sqlite3.Connection, ids: Sequence[str]) -> np.ndarray:
         """Delete rows by id and return their keys."""
@@ -229,26 +223,15 @@ class DocStore:
         """
         where: list[str] = []
         params: list[Any] = []
-        for field, value in flt.items():
-            if not isinstance(field, str) or not _FIELD.match(field):
-                raise InvalidInputError(
-                    f"Filter field {field!r} is not a plain metadata key; use letters, digits, '_', '-', '.'."
-                )
+        for field, value in (check_filter(flt) or {}).items():
             path = "$." + ".".join(f'"{part}"' for part in field.split("."))
             values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
-            if not values:
-                raise InvalidInputError(f"Filter field {field!r} has an empty list of values.")
             alts: list[str] = []
             for v in values:
                 if v is None:
                     alts.append("json_type(metadata, ?) = 'null'")
                     params.append(path)
                     continue
-                if not isinstance(v, (str, int, float, bool)):
-                    raise InvalidInputError(
-                        f"Filter value for {field!r} is a {type(v).__name__}; "
-                        "use str, int, float, bool or None."
-                    )
                 # json_type keeps 1 from matching true and "1" from matching 1
                 kinds = "'true','false'" if isinstance(v, bool) else "'text'" if isinstance(v, str) else \
                     "'integer','real'"
@@ -262,37 +245,6 @@ class DocStore:
 
 
 def encode_metadata(doc: Document) -> str:
-    try:
-        return json.dumps(dict(doc.metadata), ensure_ascii=False, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"Metadata of document {doc.id!r} is not JSON-serialisable ({exc}); use str, number, bool, None, "
-            "lists and dicts."
-        ) from exc
-
-
-def as_document(item: Any, i: int) -> Document:
-    """Validate one input document (a Document or a mapping with id/title/text/metadata)."""
-    if isinstance(item, Mapping):
-        try:
-            item = Document(
-                id=item["id"],
-                text=item.get("text", ""),
-                title=item.get("title") or "",
-                metadata=item.get("metadata") or {},
-            )
-        except KeyError:
-            raise InvalidInputError(
-                f"Document #{i} has no 'id' key; every document needs a unique id."
-            ) from None
-    if not isinstance(item, Document):
-        raise InvalidInputError(f"Item #{i} is a {type(item).__name__}; pass rankfunnel.Document objects.")
-    if not isinstance(item.id, str) or not item.id.strip():
-        raise InvalidInputError(
-            f"Document #{i} has an empty or non-string id ({item.id!r}); ids must be non-empty strings."
-        )
-    if not isinstance(item.text, str) or not isinstance(item.title, str):
-        raise InvalidInputError(f"Document {item.id!r}: title and text must be strings.")
-    if not isinstance(item.metadata, Mapping):
-        raise InvalidInputError(f"Document {item.id!r}: metadata must be a mapping (a JSON object).")
-    return item
+    """The stored JSON of a document's metadata (checked by :func:`rankfunnel.validate.check_metadata`)."""
+    check_metadata(doc.metadata, field=f"Document {doc.id!r} metadata")
+    return json.dumps(dict(doc.metadata), ensure_ascii=False, sort_keys=True, allow_nan=False)

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The stage-1 retrievers every collection implements.
+RETRIEVERS: tuple[str, ...] = ("dense", "bm25", "hybrid")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Document:

@@ -9,10 +9,10 @@ import pytest
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from rankfunnel.errors import IndexMismatchError, InvalidInputError
-from rankfunnel.fusion import FusionConfig
 from rankfunnel.collection.milvus import MilvusBackendError, MilvusCollection
 from rankfunnel.collection.milvus_support import filter_expression, quote
+from rankfunnel.errors import IndexMismatchError, InvalidInputError
+from rankfunnel.fusion import FusionConfig
 from rankfunnel.protocols import Collection
 from rankfunnel.types import Document
 
@@ -38,8 +38,11 @@ def test_filter_expression_escapes_and_shapes():
     assert filter_expression({"a.b": 1, "ok": True}) == 'metadata["a"]["b"] == 1 and metadata["ok"] == true'
     assert filter_expression({"y": [2023, None]}) == '(metadata["y"] == 2023 or metadata["y"] is null)'
     assert quote('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
-    assert filter_expression({'k"]': 'v"'}) == 'metadata["k\\"]"] == "v\\""'
-    for bad in ({"x": {"nested": 1}}, {"x": []}, {"x": float("nan")}, {"": 1}, {"x": "bell\x07"}):
+    assert filter_expression({"k": 'v"]'}) == 'metadata["k"] == "v\\"]"'
+    # keys are plain metadata keys (rankfunnel.validate.check_filter), the same rule as the faiss backend
+    bad_filters = ({'k"]': 1}, {"x": {"nested": 1}}, {"x": []}, {"x": float("nan")}, {"": 1}, {"x": "bell\x07"},
+                   {"x": "\ud800"})
+    for bad in bad_filters:
         with pytest.raises(InvalidInputError):
             filter_expression(bad)
 

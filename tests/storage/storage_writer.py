@@ -17,10 +17,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from storage_helpers import corpus  # noqa: E402
 
-from rankfunnel.collection import open_collection  # noqa: E402
+from rankfunnel.collection import (
+    local_files,  # noqa: E402
+    open_collection,  # noqa: E402
+)
 from rankfunnel.embed import HashingEmbedder  # noqa: E402
 from rankfunnel.index import faiss as faiss_mod  # noqa: E402
-from rankfunnel.collection import local_files  # noqa: E402
 from rankfunnel.store import DocStore  # noqa: E402
 
 

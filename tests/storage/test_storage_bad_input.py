@@ -29,7 +29,7 @@ def col(tmp_path, fake_embedder):
 def test_empty_query(col, query, retriever):
     with pytest.raises(InvalidInputError, match="query is empty"):
         col.search(query, retriever=retriever)
-    with pytest.raises(InvalidInputError, match="query is empty"):
+    with pytest.raises(InvalidInputError, match=r"queries\[1\] is empty"):
         col.search_many(["fine", query], retriever=retriever)
 
 
@@ -95,7 +95,7 @@ def test_delete_unknown_ids_changes_nothing(col):
 def test_invalid_documents(col):
     cases = [
         ([Document(id="", text="x")], "non-empty"),
-        ([Document(id="a", text=None)], "must be strings"),  # type: ignore[arg-type]
+        ([Document(id="a", text=None)], "text must be a string"),  # type: ignore[arg-type]
         (["just a string"], "Document objects"),
         ([{"text": "no id"}], "no 'id'"),
         ([Document(id="a", text="x", metadata={"when": object()})], "JSON-serialisable"),
@@ -158,3 +158,18 @@ def test_bad_directories(tmp_path, fake_embedder):
 def test_all_errors_are_rankfunnel_errors():
     for cls in (InvalidInputError, DocumentNotFoundError, IndexMismatchError, IndexCorruptError):
         assert issubclass(cls, RankfunnelError)
+
+
+@pytest.mark.parametrize("retriever", ["dense", "bm25", "hybrid"])
+def test_lone_surrogates_are_invalid_input_naming_the_field(col, retriever):
+    with pytest.raises(InvalidInputError, match="query is not valid Unicode"):
+        col.search("apple \ud800", retriever=retriever)
+    with pytest.raises(InvalidInputError, match="filter value for 'lang' is not valid Unicode"):
+        col.search("apple", retriever=retriever, filter={"lang": "e\udcffn"})
+    with pytest.raises(InvalidInputError, match=r"ids\[0\] is not valid Unicode"):
+        col.get(["\ud800"])
+    with pytest.raises(InvalidInputError, match=r"ids\[0\] is not valid Unicode"):
+        col.delete(["\ud800"])
+    with pytest.raises(InvalidInputError, match="id is not valid Unicode"):
+        col.add([Document(id="\ud800", text="x")])
+    assert len(col) == 12

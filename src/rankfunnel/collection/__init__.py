@@ -12,10 +12,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from rankfunnel.errors import InvalidInputError, OptionalDependencyError
-from rankfunnel.index.faiss import IndexConfig
 from rankfunnel.collection.local import LocalCollection
 from rankfunnel.collection.local_files import DOCS, MANIFEST
+from rankfunnel.errors import InvalidInputError, OptionalDependencyError
+from rankfunnel.index.faiss import IndexConfig
 from rankfunnel.protocols import Embedder
 
 __all__ = ["LocalCollection", "open_collection"]

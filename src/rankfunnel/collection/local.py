@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from rankfunnel.collection.local_files import DOCS, FORMAT_VERSION, MANIFEST, IndexFiles
 from rankfunnel.embed import check_same_embedder, embedder_from_name
 from rankfunnel.errors import (
     DocumentNotFoundError,
@@ -35,11 +36,11 @@ from rankfunnel.errors import (
 )
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.index.faiss import IndexConfig
-from rankfunnel.collection.local_files import DOCS, FORMAT_VERSION, MANIFEST, IndexFiles
 from rankfunnel.lexical import BM25Index
-from rankfunnel.protocols import RETRIEVERS, Embedder
-from rankfunnel.store import DocStore, as_document
+from rankfunnel.protocols import Embedder
+from rankfunnel.store import DocStore
 from rankfunnel.types import Document, Hit
+from rankfunnel.validate import check_count, check_document, check_filter, check_ids, check_queries, check_retriever
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +304,7 @@ class LocalCollection:
             >>> col.add([Document(id="d1", text="hello")])  # doctest: +SKIP
             1
         """
-        items = [as_document(d, i) for i, d in enumerate(docs)]
+        items = [check_document(d, i) for i, d in enumerate(docs)]
         if not items:
             return 0
         ids = [d.id for d in items]
@@ -342,9 +343,7 @@ class LocalCollection:
         Raises:
             DocumentNotFoundError: some ids are not stored (they are named); nothing is deleted then.
         """
-        if isinstance(ids, str):
-            raise InvalidInputError("delete() takes a list of ids, not one string: wrap it as [id].")
-        wanted = list(dict.fromkeys(ids))
+        wanted = list(dict.fromkeys(check_ids(ids, verb="delete")))
         if not wanted:
             return 0
         with self._lock:
@@ -391,8 +390,7 @@ class LocalCollection:
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Documents by id, in the order asked; raises DocumentNotFoundError naming missing ids."""
-        if isinstance(ids, str):
-            raise InvalidInputError("get() takes a list of ids, not one string: wrap it as [id].")
+        ids = check_ids(ids, verb="get")
         found = self._store.docs_by_ids(list(dict.fromkeys(ids)))
         missing = [i for i in dict.fromkeys(ids) if i not in found]
         if missing:
@@ -451,22 +449,10 @@ class LocalCollection:
         fusion: FusionConfig | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search` for many queries, embedding them in one batch."""
-        if isinstance(queries, str):
-            raise InvalidInputError("search_many() takes a list of queries; use search() for one query.")
-        qs = list(queries)
-        for q in qs:
-            if not isinstance(q, str) or not q.strip():
-                raise InvalidInputError("The query is empty: pass a non-empty string.")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise InvalidInputError(f"k must be an integer >= 1, got {k!r}.")
-        if retriever not in RETRIEVERS:
-            raise InvalidInputError(
-                f"retriever={retriever!r} is unknown; use one of {', '.join(RETRIEVERS)}."
-            )
-        if filter is not None and not isinstance(filter, Mapping):
-            raise InvalidInputError(
-                "filter must be a mapping of metadata field -> value, e.g. {'lang': 'en'}."
-            )
+        qs = check_queries(queries)
+        k = check_count(k, field="k")
+        retriever = check_retriever(retriever)
+        filter = check_filter(filter)
         if not qs:
             return []
         cfg = fusion or self.fusion

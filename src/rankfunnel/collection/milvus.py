@@ -19,7 +19,6 @@ Schema of the ``rankfunnel`` collection::
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,9 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rankfunnel._optional import require
-from rankfunnel.embed import check_same_embedder
-from rankfunnel.errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError, RankfunnelError
-from rankfunnel.fusion import FusionConfig
 from rankfunnel.collection.milvus_schema import build_schema, doc_from_row, resolve_uri
 from rankfunnel.collection.milvus_search import OUT_FIELDS, MilvusSearchMixin
 from rankfunnel.collection.milvus_support import (
@@ -38,8 +34,12 @@ from rankfunnel.collection.milvus_support import (
     check_sizes,
     ids_expression,
 )
+from rankfunnel.embed import check_same_embedder
+from rankfunnel.errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError, RankfunnelError
+from rankfunnel.fusion import FusionConfig
 from rankfunnel.protocols import Embedder
 from rankfunnel.types import Document
+from rankfunnel.validate import check_document, check_ids
 
 T = TypeVar("T")
 _LITE_REFS: dict[str, int] = {}
@@ -307,21 +307,15 @@ class MilvusCollection(MilvusSearchMixin):
         return written
 
     def _write(self, batch: list[Document], upsert: bool) -> int:
+        batch = [check_document(d, i) for i, d in enumerate(batch)]
         seen: set[str] = set()
         for d in batch:
-            if not isinstance(d, Document):
-                raise InvalidInputError(f"add() takes rankfunnel.Document objects, got {type(d).__name__}.")
             check_sizes(d.id, d.title, d.content)
             if d.id in seen:
                 raise InvalidInputError(
                     f"Document id {d.id!r} appears twice in one batch of add(); ids must be unique."
                 )
             seen.add(d.id)
-            try:
-                json.dumps(dict(d.metadata), allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(f"Metadata of document {d.id!r} is not JSON-serialisable ({exc}); "
-                                        "use str, number, bool, None, lists and dicts.") from exc
         if not upsert:
             ids = [d.id for d in batch]
             found = self._call(
@@ -353,9 +347,7 @@ class MilvusCollection(MilvusSearchMixin):
         Raises:
             DocumentNotFoundError: some ids are not stored (they are named); nothing is deleted then.
         """
-        if isinstance(ids, str):
-            raise InvalidInputError("delete() takes a list of ids, not one string: wrap it as [id].")
-        wanted = list(dict.fromkeys(ids))
+        wanted = list(dict.fromkeys(check_ids(ids, verb="delete")))
         if not wanted:
             return 0
         present = {d.id for d in self._fetch(wanted, fields=["id"])}
@@ -383,8 +375,7 @@ class MilvusCollection(MilvusSearchMixin):
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Documents in the order of ``ids``; raises :class:`DocumentNotFoundError` for unknown ids."""
-        if isinstance(ids, str):
-            raise InvalidInputError("get() takes a list of ids, not one string: wrap it as [id].")
+        ids = check_ids(ids, verb="get")
         by_id = {d.id: d for d in self._fetch(list(dict.fromkeys(ids)))}
         missing = [i for i in ids if i not in by_id]
         if missing:

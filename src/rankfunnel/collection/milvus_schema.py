@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rankfunnel.errors import InvalidInputError
 from rankfunnel.collection.milvus_support import MAX_ID_BYTES, MAX_VARCHAR
+from rankfunnel.errors import InvalidInputError
 from rankfunnel.types import Document
 
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:", "grpc://")

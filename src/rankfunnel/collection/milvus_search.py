@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from rankfunnel.errors import InvalidInputError
-from rankfunnel.fusion import FusionConfig
 from rankfunnel.collection.milvus_schema import doc_from_row
 from rankfunnel.collection.milvus_support import LocalBM25, filter_expression
-from rankfunnel.protocols import RETRIEVERS, Embedder, Filter
+from rankfunnel.errors import InvalidInputError
+from rankfunnel.fusion import FusionConfig
+from rankfunnel.protocols import Embedder, Filter
 from rankfunnel.types import Document, Hit
+from rankfunnel.validate import MAX_K, check_count, check_queries, check_retriever
 
 T = TypeVar("T")
 OUT_FIELDS = ["title", "content", "metadata"]
-MAX_TOPK = 16_384  # Milvus' limit on a search's limit (topk)
 
 
 class MilvusSearchMixin:
@@ -76,15 +76,9 @@ class MilvusSearchMixin:
         run both searches in Milvus and fuse them with :class:`~rankfunnel.fusion.FusionConfig`, like
         the faiss backend.
         """
-        if isinstance(queries, str):
-            raise InvalidInputError("search_many() takes a list of queries; use search() for one query.")
-        if retriever not in RETRIEVERS:
-            raise InvalidInputError(f"retriever must be one of {RETRIEVERS}, got {retriever!r}.")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOPK:
-            raise InvalidInputError(f"k must be between 1 and {MAX_TOPK} (Milvus' limit), got {k}.")
-        for q in queries:
-            if not isinstance(q, str) or not q.strip():
-                raise InvalidInputError("A query is empty: pass non-empty strings.")
+        queries = check_queries(queries)
+        k = check_count(k, field="k")  # MAX_K is Milvus' own cap on a search's limit
+        retriever = check_retriever(retriever)
         if not queries:
             return []
         expr = filter_expression(filter)
@@ -100,7 +94,7 @@ class MilvusSearchMixin:
                 self._hits(r) for r in self._native_hybrid(queries, k, k * cfg.candidates, cfg.rrf_k, expr)
             ]
         else:  # weighted or score-based fusion: two Milvus searches, fused here exactly like LocalCollection
-            depth = min(k * cfg.candidates, MAX_TOPK)
+            depth = min(k * cfg.candidates, MAX_K)
             dense = [
                 [(str(h["id"]), float(h["distance"])) for h in run]
                 for run in self._dense(queries, depth, expr, fields=[])
@@ -164,7 +158,7 @@ class MilvusSearchMixin:
 
     def _native_hybrid(self, queries: Sequence[str], k: int, depth: int, rrf_k: float, expr: str) -> Any:
         pm = self._pm
-        cand = min(depth, MAX_TOPK)
+        cand = min(depth, MAX_K)
         reqs = [
             pm.AnnSearchRequest(
                 data=self.embedder.encode(list(queries)).tolist(),

@@ -5,7 +5,6 @@ Kept apart so that they can be tested without a Milvus connection.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.validate import check_filter
 
 # Milvus caps VARCHAR fields at 65,535 (bytes on a Milvus server; characters in Milvus Lite). We check the
 # UTF-8 byte length, the stricter of the two, so a collection that works in Lite also works on a cluster.
@@ -49,22 +49,13 @@ def quote(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def literal(value: Any, key: str) -> str:
-    """A Milvus literal for a JSON scalar (str, bool, int, finite float)."""
+def literal(value: Any) -> str:
+    """A Milvus literal for a JSON scalar that :func:`~rankfunnel.validate.check_filter` accepted."""
     if isinstance(value, bool):  # before int: bool is an int subclass
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f"Filter value for {key!r} must be finite, got {value}.")
+    if isinstance(value, int | float):
         return repr(value)
-    if isinstance(value, str):
-        return quote(value)
-    raise InvalidInputError(
-        f"Filter value for {key!r} has type {type(value).__name__}; use a string, number, boolean, "
-        "None, or a list of those (meaning 'any of')."
-    )
+    return quote(str(value))
 
 
 def filter_expression(filter: Mapping[str, Any] | None, field: str = "metadata") -> str:
@@ -77,27 +68,18 @@ def filter_expression(filter: Mapping[str, Any] | None, field: str = "metadata")
         >>> print(filter_expression({"lang": 'e"n', "tags.year": [2023, 2024]}))
         metadata["lang"] == "e\"n" and (metadata["tags"]["year"] == 2023 or metadata["tags"]["year"] == 2024)
     """
+    filter = check_filter(filter)
     if not filter:
         return ""
-    if not isinstance(filter, Mapping):
-        raise InvalidInputError(
-            f"filter must be a mapping of metadata key -> value, got {type(filter).__name__}."
-        )
     parts = []
     for key, value in filter.items():
-        if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
-            raise InvalidInputError(
-                f"Filter keys must be non-empty strings (dots for nested keys), got {key!r}."
-            )
         ref = field + "".join(f"[{quote(p)}]" for p in key.split("."))  # same dotted paths as LocalCollection
         if isinstance(value, list | tuple | set | frozenset):
             values = sorted(value, key=repr) if isinstance(value, set | frozenset) else list(value)
-            if not values:
-                raise InvalidInputError(f"Filter list for {key!r} is empty: it would match nothing.")
         else:
             values = [value]
         # "any of" as OR-ed equalities: Milvus Lite rejects `json_path in [...]`, and both parse this form
-        alts = [f"{ref} is null" if v is None else f"{ref} == {literal(v, key)}" for v in values]
+        alts = [f"{ref} is null" if v is None else f"{ref} == {literal(v)}" for v in values]
         parts.append(alts[0] if len(alts) == 1 else "(" + " or ".join(alts) + ")")
     return " and ".join(parts)
 

@@ -21,8 +21,8 @@ from rankfunnel.eval.datasets import BeirDataset
 from rankfunnel.eval.metrics import DEFAULT_KS, EvalResult, evaluate, exclude_self, metric_names, ranked_ids
 from rankfunnel.eval.stats import Lift, paired_lift
 from rankfunnel.models import DEFAULT_EMBEDDER
-from rankfunnel.protocols import RETRIEVERS
 from rankfunnel.types import SearchResult
+from rankfunnel.validate import check_retriever
 
 DEFAULT_CACHE = Path(".cache/indexes")
 LIFT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
@@ -262,8 +262,7 @@ def evaluate_dataset(
     """
     from rankfunnel.pipeline import Pipeline
 
-    if retriever not in RETRIEVERS:
-        raise InvalidInputError(f"retriever={retriever!r} is unknown; use one of {', '.join(RETRIEVERS)}.")
+    check_retriever(retriever)
     if not ds.queries:
         raise InvalidInputError(
             f"{ds.name}/{ds.split} has no judged query with a relevant document to evaluate."

@@ -11,6 +11,7 @@ import numpy as np
 
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.types import Hit
+from rankfunnel.validate import check_count, check_query
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,11 +36,6 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def _check_query(query: str) -> None:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidInputError("The query is empty: pass a non-empty string.")
-
-
 class BaseReranker(ABC):
     """Implements ``score``, ``rank``, ``rerank`` and ``rerank_many`` on top of ``predict``.
 
@@ -60,7 +56,7 @@ class BaseReranker(ABC):
 
     def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
         """Raw scores of ``docs`` for one query, in input order."""
-        _check_query(query)
+        check_query(query)
         if len(docs) == 0:
             return np.zeros(0, dtype=np.float32)
         return self.predict([(query, d) for d in docs])
@@ -70,8 +66,7 @@ class BaseReranker(ABC):
         raw = self.score(query, docs)
         order = np.argsort(-raw, kind="stable")
         if top_n is not None:
-            if top_n < 1:
-                raise InvalidInputError(f"top_n must be >= 1, got {top_n}.")
+            check_count(top_n, field="top_n", maximum=None)
             order = order[:top_n]
         norm = self.normalise(raw)
         return [(int(i), float(raw[i]), float(norm[i])) for i in order]
@@ -83,11 +78,13 @@ class BaseReranker(ABC):
     def rerank_many(self, queries: Sequence[str], hit_lists: Sequence[Sequence[Hit]], top_n: int | None = None
                     ) -> list[list[Hit]]:
         """Rerank several queries' hits with one batched ``predict`` over all their pairs."""
+        if top_n is not None:
+            check_count(top_n, field="top_n", maximum=None)
         if len(queries) != len(hit_lists):
             raise InvalidInputError(f"{len(queries)} queries but {len(hit_lists)} hit lists: pass one list per query.")
         pairs: list[tuple[str, str]] = []
         for q, hits in zip(queries, hit_lists, strict=True):
-            _check_query(q)
+            check_query(q)
             for h in hits:
                 if h.document is None:
                     raise InvalidInputError(f"Hit {h.id!r} carries no document text; fetch documents before reranking.")

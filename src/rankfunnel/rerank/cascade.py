@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.rerank.base import BaseReranker, _check_query
+from rankfunnel.rerank.base import BaseReranker
 from rankfunnel.rerank.cross_encoder import check_pairs
 from rankfunnel.types import Hit
+from rankfunnel.validate import check_count, check_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +180,9 @@ class CascadeReranker(BaseReranker):
     def rank(self, query: str, docs: Sequence[str], top_n: int | None = None
              ) -> list[tuple[int, float, float]]:
         """``(index, raw, score)`` in cascade order; ``raw`` is the deciding stage's score (nan if unread)."""
-        _check_query(query)
-        if top_n is not None and top_n < 1:
-            raise InvalidInputError(f"top_n must be >= 1, got {top_n}.")
+        check_query(query)
+        if top_n is not None:
+            check_count(top_n, field="top_n", maximum=None)
         if not docs:
             return []
         g = self._groups([query], [docs])[0]
@@ -195,11 +196,11 @@ class CascadeReranker(BaseReranker):
         if len(queries) != len(hit_lists):
             raise InvalidInputError(
                 f"{len(queries)} queries but {len(hit_lists)} hit lists: pass one list per query.")
-        if top_n is not None and top_n < 1:
-            raise InvalidInputError(f"top_n must be >= 1, got {top_n}.")
+        if top_n is not None:
+            check_count(top_n, field="top_n", maximum=None)
         doc_lists = []
         for q, hits in zip(queries, hit_lists, strict=True):
-            _check_query(q)
+            check_query(q)
             for h in hits:
                 if h.document is None:
                     raise InvalidInputError(

@@ -12,6 +12,7 @@ import numpy as np
 from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
 from rankfunnel.models import choose_device, choose_dtype, resolve_model, warn_if_non_commercial
 from rankfunnel.rerank.base import BaseReranker, Calibration
+from rankfunnel.validate import check_text
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ def check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         if not isinstance(q, str) or not isinstance(d, str):
             raise InvalidInputError(
                 f"Pair {i} holds {type(q).__name__}/{type(d).__name__}: query and document must be strings.")
+        check_text(q, field=f"Pair {i} query", allow_empty=True)
+        check_text(d, field=f"Pair {i} document", allow_empty=True)
         out.append((q, d))
     return out
 

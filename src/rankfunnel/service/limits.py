@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rankfunnel import validate
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.service.config import Limits
 
@@ -17,9 +18,8 @@ class LimitExceededError(InvalidInputError):
 
 
 def check_query(query: str, limits: Limits) -> None:
-    """Reject an empty query or one longer than ``max_query_chars`` (422)."""
-    if not query.strip():
-        raise InvalidInputError("The query is empty: send a non-empty string in 'query'.")
+    """Reject an empty or unencodable query, or one longer than ``max_query_chars`` (422)."""
+    validate.check_query(query)
     if len(query) > limits.max_query_chars:
         raise LimitExceededError(
             f"The query has {len(query)} characters; the limit max_query_chars is {limits.max_query_chars}. "
@@ -38,8 +38,7 @@ def check_documents(docs: Sequence[str], limits: Limits, *, field: str = "docume
             "Split the request or raise the limit (--max-documents)."
         )
     for i, d in enumerate(docs):
-        if not d.strip():
-            raise InvalidInputError(f"{field}[{i}] is empty: every document needs some text.")
+        validate.check_text(d, field=f"{field}[{i}]")
         if len(d) > limits.max_doc_chars:
             raise LimitExceededError(
                 f"{field}[{i}] has {len(d)} characters; the limit max_doc_chars is {limits.max_doc_chars}. "
@@ -50,8 +49,7 @@ def check_documents(docs: Sequence[str], limits: Limits, *, field: str = "docume
 def check_top(top_k: int, top_n: int, limits: Limits) -> None:
     """Reject ``top_k``/``top_n`` below 1 or above the limits."""
     for name, value, limit in (("top_k", top_k, limits.max_documents), ("top_n", top_n, limits.max_top_n)):
-        if value < 1:
-            raise InvalidInputError(f"{name} must be >= 1, got {value}.")
+        validate.check_count(value, field=name, maximum=None)
         if value > limit:
             raise LimitExceededError(
                 f"{name}={value} is above the limit of {limit} "

@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 from rankfunnel.errors import InvalidInputError, RerankerUnavailableError
 from rankfunnel.models import DEFAULT_EMBEDDER, read_licence, resolve_model
-from rankfunnel.protocols import RETRIEVERS
 from rankfunnel.train.card import write_model_card
 from rankfunnel.train.loop import RuntimeConfig, licence_guess, load_student, run_trainer
 from rankfunnel.train.mining import search_lists
+from rankfunnel.validate import check_retriever
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,10 +62,7 @@ class DistilConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("mse", "listwise"):
             raise InvalidInputError(f"loss must be 'mse' or 'listwise', got {self.loss!r}.")
-        if self.retriever not in RETRIEVERS:
-            raise InvalidInputError(
-                f"retriever must be one of {', '.join(RETRIEVERS)}, got {self.retriever!r}."
-            )
+        check_retriever(self.retriever)
         if self.candidates < 2 or self.batch_size < 1 or self.epochs <= 0 or not 0 <= self.held_out < 1:
             raise InvalidInputError(
                 "candidates must be >= 2, batch_size >= 1, epochs > 0, held_out in [0, 1)."

@@ -17,8 +17,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.protocols import RETRIEVERS
-from rankfunnel.types import Hit
+from rankfunnel.types import RETRIEVERS, Hit
+from rankfunnel.validate import check_retriever
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,11 +41,10 @@ class MiningConfig:
     relative_margin: float = 0.05
 
     def __post_init__(self) -> None:
-        bad = [r for r in self.retrievers if r not in RETRIEVERS]
-        if not self.retrievers or bad:
-            raise InvalidInputError(
-                f"Unknown retriever(s) {bad or '[]'}; use some of {', '.join(RETRIEVERS)}."
-            )
+        if not self.retrievers:
+            raise InvalidInputError(f"retrievers is empty; use some of {', '.join(RETRIEVERS)}.")
+        for r in self.retrievers:
+            check_retriever(r)
         if self.depth < 1 or self.negatives < 1:
             raise InvalidInputError(
                 f"depth and negatives must be >= 1, got {self.depth} and {self.negatives}."
