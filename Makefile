@@ -9,7 +9,7 @@ SHARED  ?= ../shared/datasets
 export HF_HUB_DISABLE_TELEMETRY=1
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test lint typecheck unit bench bench-rerank bench-scale results loadtest reranker clean
+.PHONY: setup demo test lint typecheck unit browser bench bench-rerank bench-scale results loadtest reranker clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ unit: setup
 	$(BIN)/python -m pytest -q
 
 test: lint unit
+
+# Headless Chromium (Debian's chromium + chromium-driver) against `rankfunnel serve`: the playground and /docs.
+browser: setup
+	$(BIN)/python -m pytest -q -m browser tests/browser
 
 bench: bench-rerank
 

@@ -38,10 +38,17 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 
+from rankfunnel.service.ui import PUBLIC_PREFIXES, UI_PATHS, mount_ui  # noqa: E402
+
 log = logging.getLogger(__name__)
 
-#: Paths answered without an API key (probes of orchestrators carry none).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+#: Paths answered without an API key (probes of orchestrators carry none; the browser pages hold no data).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", *UI_PATHS})
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` is answered without an API key (and outside the in-flight limit)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 _KNOWN_ROUTES = (
     "/v1/search",
     "/v2/rerank",
@@ -148,7 +155,7 @@ class _MetricsAndAuth:
             return
         path = scope.get("path", "")
         route = _route_label(path)
-        if self.keys and path not in PUBLIC_PATHS:
+        if self.keys and not is_public(path):
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             if not api_key_ok(_presented_key(headers), self.keys):
                 self.metrics.requests.labels(route=route, status="401").inc()
@@ -163,7 +170,7 @@ class _MetricsAndAuth:
                 )
                 await resp(scope, receive, send)
                 return
-        if self.inflight >= self.max_inflight and path not in PUBLIC_PATHS and route != "/metrics":
+        if self.inflight >= self.max_inflight and not is_public(path) and route != "/metrics":
             self.metrics.requests.labels(route=route, status="429").inc()
             self.metrics.rejected.inc()
             resp = JSONResponse(
@@ -299,6 +306,8 @@ def create_app(
         version=_version(),
         lifespan=lifespan,
         description="Two-stage search and reranking (rankfunnel, Cohere v2, ZeroEntropy and TEI shapes).",
+        docs_url=None,  # /docs comes from mount_ui, with bundled assets instead of a CDN
+        redoc_url=None,
         **extra,
     )
     app.state.config = cfg
@@ -337,6 +346,7 @@ def create_app(
     from rankfunnel.service.routes import router
 
     app.include_router(router)
+    mount_ui(app)
     app.add_middleware(_MetricsAndAuth, metrics=metrics, keys=cfg.api_keys, max_inflight=cfg.max_inflight)
     return app
 
