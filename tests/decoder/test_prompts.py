@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from rankfunnel.rerank.decoder_batching import make_batches, windows
+from rankfunnel.rerank.batching import token_budget_batches
+from rankfunnel.rerank.decoder_batching import windows
 from rankfunnel.rerank.prompts import _ZERANK_PIECES, _qwen3_reranker_pieces, encode_pairs, prompt_format
 
 ZERANK_PROMPT = "<|im_start|>system\n{q}<|im_end|>\n<|im_start|>user\n{d}<|im_end|>\n<|im_start|>assistant\n"
@@ -142,10 +143,10 @@ def test_batches_respect_budget_and_keep_every_index():
         lengths = [rnd.randint(1, 60) for _ in range(rnd.randint(1, 40))]
         prefix, budget = rnd.randint(0, 30), rnd.randint(20, 400)
         cap = rnd.choice([None, 3])
-        batches = make_batches(lengths, prefix, budget, cap)
+        batches = token_budget_batches(lengths, budget, max_rows=cap, fixed_len=prefix, order="descending")
         assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
         for b in batches:
             width = max(lengths[i] for i in b)
             assert len(b) == 1 or len(b) * (prefix + width) <= budget
             assert cap is None or len(b) <= cap
-    assert make_batches([3, 1, 2], 0, None, 2, sort=False) == [[0, 1], [2]]
+    assert token_budget_batches([3, 1, 2], None, max_rows=2, order="input") == [[0, 1], [2]]

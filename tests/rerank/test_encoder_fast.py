@@ -5,7 +5,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.rerank.encoder_fast import FastEncoderReranker, default_route, token_budget_batches
+from rankfunnel.rerank.batching import token_budget_batches
+from rankfunnel.rerank.encoder_fast import FastEncoderReranker, default_route
 
 QUERY = "python list index out of range error"
 _TEXT = ("the python error list index out of range cancer risk patients court contract clause discount "
@@ -21,7 +22,7 @@ def _docs(n, seed=0):
 @pytest.mark.parametrize("lengths,budget,rows", [([], 10, 4), ([7], 3, 4), ([5, 1, 3, 2, 9, 9, 1], 12, 3),
                                                  (list(range(1, 30)), 40, 64)])
 def test_token_budget_batches_cover_every_index_once(lengths, budget, rows):
-    batches = token_budget_batches(lengths, budget, rows)
+    batches = token_budget_batches(lengths, budget, max_rows=rows)
     flat = sorted(int(i) for b in batches for i in b)
     assert flat == list(range(len(lengths)))
     for b in batches:

@@ -28,7 +28,8 @@ from rankfunnel._optional import require
 from rankfunnel.errors import InvalidInputError, RerankerUnavailableError
 from rankfunnel.models import choose_device, choose_dtype, resolve_model, warn_if_non_commercial
 from rankfunnel.rerank.base import BaseReranker, Calibration
-from rankfunnel.rerank.decoder_batching import Unit, make_batches, make_units
+from rankfunnel.rerank.batching import token_budget_batches
+from rankfunnel.rerank.decoder_batching import Unit, make_units
 from rankfunnel.rerank.prompts import STYLES, encode_pairs, prompt_format
 
 log = logging.getLogger(__name__)
@@ -294,12 +295,12 @@ class DecoderReranker(BaseReranker):
             plan = [
                 (
                     prefix,
-                    make_batches(
+                    token_budget_batches(
                         [units[k].body_len for k in ks],
-                        len(prefix),
                         self.batch_tokens,
-                        self.max_batch_size,
-                        self.sort_by_length,
+                        max_rows=self.max_batch_size,
+                        fixed_len=len(prefix),
+                        order="descending" if self.sort_by_length else "input",
                     ),
                     ks,
                 )
@@ -310,12 +311,11 @@ class DecoderReranker(BaseReranker):
             plan = [
                 (
                     (),
-                    make_batches(
+                    token_budget_batches(
                         [units[k].full_len for k in ks],
-                        0,
                         self.batch_tokens,
-                        self.max_batch_size,
-                        self.sort_by_length,
+                        max_rows=self.max_batch_size,
+                        order="descending" if self.sort_by_length else "input",
                     ),
                     ks,
                 )

@@ -1,6 +1,7 @@
-"""Token windows of long documents and token-budget batches for :mod:`rankfunnel.rerank.decoder`.
+"""Token windows of long documents for :mod:`rankfunnel.rerank.decoder`.
 
-Pure Python over token counts (no torch), so the planning is cheap and unit-testable.
+Pure Python over token counts (no torch), so the planning is cheap and unit-testable; the token-budget
+batches are :func:`rankfunnel.rerank.batching.token_budget_batches`.
 """
 
 from __future__ import annotations
@@ -64,32 +65,3 @@ def make_units(
         for w, (a, b) in enumerate(spans):
             units.append(Unit(pid, w, enc.prefix, enc.doc[a:b] + enc.suffix))
     return units, cut
-
-
-def make_batches(
-    lengths: Sequence[int], prefix_len: int, budget: int | None, max_batch: int | None, sort: bool = True
-) -> list[list[int]]:
-    """Group sequence indices into batches whose padded size ``n x (prefix_len + longest)`` fits ``budget``.
-
-    Sequences are taken longest first (when ``sort``), so each batch pads to similar lengths; a sequence
-    longer than the budget gets a batch of its own.
-
-    Examples:
-        >>> make_batches([5, 1, 3, 3], 0, budget=6, max_batch=None)
-        [[0], [2, 3], [1]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    width = 0
-    for i in order:
-        w = max(width, lengths[i])
-        fits = budget is None or (len(cur) + 1) * (prefix_len + w) <= budget
-        if cur and (not fits or (max_batch is not None and len(cur) >= max_batch)):
-            batches.append(cur)
-            cur, w = [], lengths[i]
-        cur.append(i)
-        width = w
-    if cur:
-        batches.append(cur)
-    return batches

@@ -1,8 +1,8 @@
 """A faster CPU path for BERT-style cross-encoders: token-budget batches, OpenVINO, and bf16 / int8 compute.
 
-Hand-written batching (instead of sentence-transformers' fixed-count batches) because it is the part
-that removes padding waste: pairs are tokenised once, sorted by token length, and cut into batches whose
-padded size (``rows x longest row``) stays under ``token_budget``; scores come back in input order.
+Token-budget batching (:mod:`rankfunnel.rerank.batching`, instead of sentence-transformers' fixed-count batches)
+is the part that removes padding waste: pairs are tokenised once, sorted by token length, and cut into batches
+whose padded size (``rows x longest row``) stays under ``token_budget``; scores come back in input order.
 Compute routes:
 
 - ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (int8 weights, fbgemm).
@@ -40,6 +40,7 @@ import numpy as np
 from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
 from rankfunnel.models import resolve_model, warn_if_non_commercial
 from rankfunnel.rerank.base import BaseReranker, Calibration
+from rankfunnel.rerank.batching import token_budget_batches
 from rankfunnel.rerank.cross_encoder import check_pairs, unavailable
 from rankfunnel.rerank.onnx_cache import MODEL_INPUTS, OnnxEncoder
 from rankfunnel.rerank.openvino_cache import OpenVinoEncoder
@@ -110,28 +111,6 @@ def default_route() -> str:
 def fast_path_available(model_type: str) -> bool:
     """True when the CPU fast path supports this ``config.model_type`` (encoder-only classifiers)."""
     return model_type in SUPPORTED_MODEL_TYPES
-
-
-def token_budget_batches(lengths: Sequence[int], token_budget: int, max_rows: int) -> list[np.ndarray]:
-    """Indices of length-sorted batches whose padded size ``rows * longest`` stays within ``token_budget``.
-
-    A single sequence longer than the budget still gets a batch of its own.
-
-    Examples:
-        >>> [b.tolist() for b in token_budget_batches([5, 1, 3, 2], token_budget=6, max_rows=8)]
-        [[1, 3], [2], [0]]
-    """
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    batches: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while (end < len(order) and end - start < max_rows
-               and lengths[order[end]] * (end - start + 1) <= token_budget):
-            end += 1
-        batches.append(order[start:end])
-        start = end
-    return batches
 
 
 class FastEncoderReranker(BaseReranker):
@@ -276,7 +255,8 @@ class FastEncoderReranker(BaseReranker):
         out = np.empty(len(checked), dtype=np.float32)
 
         def padded_batches() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-            for batch in token_budget_batches(lengths, self.token_budget, self.max_rows):
+            for members in token_budget_batches(lengths, self.token_budget, max_rows=self.max_rows):
+                batch = np.asarray(members, dtype=np.intp)
                 rows: list[dict[str, Any]] = [{k: enc[k][i] for k in self._input_names} for i in batch]
                 padded = self.tokenizer.pad(rows, padding=True, return_tensors="np")  # type: ignore[arg-type]
                 yield batch, {k: np.asarray(padded[k], dtype=np.int64) for k in self._input_names}
