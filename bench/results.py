@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from rankfunnel.eval.runner import make_embedder
+    from rankfunnel.embed import make_embedder
 
     emb = make_embedder(args.embedder)
     reranker = None

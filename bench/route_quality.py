@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
     from scipy.stats import spearmanr
 
+    from rankfunnel.embed import make_embedder
     from rankfunnel.eval.datasets import load_beir
     from rankfunnel.eval.metrics import evaluate
-    from rankfunnel.eval.runner import dataset_collection, make_embedder
+    from rankfunnel.eval.runner import dataset_collection
     from rankfunnel.eval.stats import paired_lift
     from rankfunnel.rerank.cross_encoder import CrossEncoderReranker
     from rankfunnel.rerank.encoder_fast import FastEncoderReranker

@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers.cross_encoder import losses
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
+    from rankfunnel.embed import make_embedder
     from rankfunnel.eval.datasets import load_beir
-    from rankfunnel.eval.runner import dataset_collection, make_embedder
+    from rankfunnel.eval.runner import dataset_collection
     from rankfunnel.train.data import load_labelled, split_queries
     from rankfunnel.train.loop import EVAL_NAME, load_student, run_trainer
     from rankfunnel.train.mining import MiningConfig, mine_hard_negatives

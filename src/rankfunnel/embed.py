@@ -172,16 +172,43 @@ class HashingEmbedder:
         return _normalise(out)
 
 
+_HASHING_SPEC = re.compile(r"hashing(?:[-:](\d+))?")
+
+
+def make_embedder(spec: str = DEFAULT_EMBEDDER, *, device: str | None = None) -> Any:
+    """The one embedder factory: a name (CLI option, index manifest, config) to an embedder.
+
+    ``hashing``, ``hashing-N`` or ``hashing:N`` gives the deterministic :class:`HashingEmbedder` (32-d by
+    default); any other name is a sentence-transformers model (hub id or folder) on ``device``.
+
+    Examples:
+        >>> make_embedder("hashing-16").dim
+        16
+        >>> make_embedder("hashing:8").name
+        'hashing-8'
+    """
+    m = _HASHING_SPEC.fullmatch(spec.strip())
+    if m:
+        return HashingEmbedder(int(m.group(1) or 32))
+    return SentenceTransformerEmbedder(spec, device=device)
+
+
 def embedder_from_name(name: str, dim: int, *, device: str | None = None) -> Any:
-    """Recreate the embedder recorded in an index manifest (``hashing-N`` or a sentence-transformers model).
+    """Recreate the embedder recorded in an index manifest: :func:`make_embedder` of its ``name``.
+
+    Raises:
+        IndexMismatchError: the embedder now gives another dimension than the index's ``dim``.
 
     Examples:
         >>> embedder_from_name("hashing-16", 16).dim
         16
     """
-    if name == f"hashing-{dim}":
-        return HashingEmbedder(dim)
-    return SentenceTransformerEmbedder(name, device=device)
+    embedder = make_embedder(name, device=device)
+    if int(embedder.dim) != dim:
+        raise IndexMismatchError(
+            f"Embedder {name!r} now gives dimension {embedder.dim}, the index holds {dim}; rebuild the index."
+        )
+    return embedder
 
 
 def check_same_embedder(embedder: Any, name: str, dim: int) -> None:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from rankfunnel.embed import make_embedder
 from rankfunnel.eval.datasets import load_beir
-from rankfunnel.eval.runner import dataset_collection, evaluate_dataset, make_embedder
+from rankfunnel.eval.runner import dataset_collection, evaluate_dataset
 
 
 def test_cascade_stages_self_exclusion_and_splits(beir_factory, tmp_path: Path) -> None:

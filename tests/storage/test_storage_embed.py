@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rankfunnel.collection import LocalCollection, open_collection
-from rankfunnel.embed import HashingEmbedder, embedder_from_name
-from rankfunnel.errors import InvalidInputError, OptionalDependencyError
+from rankfunnel.embed import HashingEmbedder, SentenceTransformerEmbedder, embedder_from_name, make_embedder
+from rankfunnel.errors import IndexMismatchError, InvalidInputError, ModelNotFoundError, OptionalDependencyError
 from rankfunnel.protocols import Embedder
 from rankfunnel.types import Document
 
@@ -24,6 +24,24 @@ def test_hashing_embedder_is_deterministic_and_normalised():
     with pytest.raises(InvalidInputError, match="not a str"):
         emb.encode(["ok", 3])  # type: ignore[list-item]
     assert embedder_from_name("hashing-16", 16).dim == 16
+
+
+@pytest.mark.parametrize("spec,dim", [("hashing", 32), ("hashing-16", 16), ("hashing:8", 8), (" hashing-4 ", 4)])
+def test_make_embedder_spells_the_hashing_embedder_every_way(spec, dim):
+    emb = make_embedder(spec)
+    assert isinstance(emb, HashingEmbedder) and emb.dim == dim and emb.name == f"hashing-{dim}"
+
+
+def test_make_embedder_loads_models_by_name_and_names_a_missing_one(tmp_path):
+    emb = make_embedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    assert isinstance(emb, SentenceTransformerEmbedder) and emb.dim == 384
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        make_embedder(str(tmp_path / "no-model-here"))
+
+
+def test_embedder_from_name_refuses_another_dimension():
+    with pytest.raises(IndexMismatchError, match="rebuild the index"):
+        embedder_from_name("hashing-16", 32)
 
 
 def test_minilm_embedder(minilm_embedder):

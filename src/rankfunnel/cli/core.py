@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -128,16 +127,6 @@ def _print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-def make_embedder(name: str, device: str | None = None) -> Any:
-    """``hashing`` / ``hashing:DIM``: the deterministic test embedder; other names: a sentence-transformer."""
-    from rankfunnel import embed
-
-    m = re.fullmatch(r"hashing(?:[:-](\d+))?", name)
-    if m:
-        return embed.HashingEmbedder(dim=int(m.group(1) or 32))
-    return embed.SentenceTransformerEmbedder(name, device=device)
-
-
 def _open(
     index_dir: Path | None,
     backend: Backend,
@@ -227,13 +216,14 @@ def index(
     as_json: JsonFlag = False,
 ) -> None:
     """Index a corpus into an index directory (streams the source; rerun to resume after an interruption)."""
+    from rankfunnel.embed import make_embedder
     from rankfunnel.ingest import index_source, source_kind
 
     source_kind(source)  # fail fast on a missing / unsupported source, before loading a model
     devices = [d.strip() for d in (encode_devices or "").split(",") if d.strip()]
     if encode_devices is not None and not devices:
         raise InvalidInputError("--encode-devices is empty: give e.g. 'cuda:0,cuda:1' or 'cpu,cpu'.")
-    emb = make_embedder(embedder, device) if embedder else None
+    emb = make_embedder(embedder, device=device) if embedder else None
     opts: dict[str, Any] = {} if index_type is IndexType.auto else {"index_type": index_type.value}
     if emb is None and device:
         opts["device"] = device

@@ -148,9 +148,10 @@ def eval_cmd(
 
     Writes TREC run files of both stages, summary.json and report.html (with plots) under --out.
     """
+    from rankfunnel.embed import make_embedder
     from rankfunnel.eval.datasets import load_beir
     from rankfunnel.eval.report import write_report
-    from rankfunnel.eval.runner import dataset_collection, evaluate_dataset, make_embedder, write_trec_run
+    from rankfunnel.eval.runner import dataset_collection, evaluate_dataset, write_trec_run
 
     folders = _dataset_dirs(dataset_dirs, datasets)
     ks = parse_ints(k, "--k")
@@ -307,8 +308,9 @@ def bench_cmd(
     if (index_dir is None) == (dataset is None):
         raise InvalidInputError("Pass exactly one of --index-dir DIR or --dataset DIR.")
     if dataset is not None:
+        from rankfunnel.embed import make_embedder
         from rankfunnel.eval.datasets import load_beir
-        from rankfunnel.eval.runner import dataset_collection, make_embedder
+        from rankfunnel.eval.runner import dataset_collection
 
         col = dataset_collection(
             load_beir(dataset, pick_split(dataset, None)),
@@ -383,9 +385,10 @@ def calibrate_cmd(
     The fit goes into calibration.json of the index directory (keyed by reranker name) and, for a local
     model folder, beside the model; `search` and the service read it with load_calibration().
     """
+    from rankfunnel.embed import make_embedder
     from rankfunnel.eval.calibrate import collect_pairs, fit_calibration, save_calibration
     from rankfunnel.eval.datasets import load_beir
-    from rankfunnel.eval.runner import dataset_collection, make_embedder
+    from rankfunnel.eval.runner import dataset_collection
     from rankfunnel.rerank import load_reranker
 
     if max_pairs < 2:

@@ -43,18 +43,17 @@ def _stage1_for(
     Sharing ``rankfunnel eval``'s index cache (``.cache/indexes/<dataset>-<embedder>``) means the corpus is
     embedded once for training and evaluation.
     """
+    from rankfunnel.embed import make_embedder
     from rankfunnel.train import corpus_stage1
 
     if index_dir is None and dataset is not None:
         from rankfunnel.eval.datasets import load_beir
         from rankfunnel.eval.runner import DEFAULT_CACHE as EVAL_CACHE
-        from rankfunnel.eval.runner import dataset_collection, make_embedder
+        from rankfunnel.eval.runner import dataset_collection
 
         ds = load_beir(dataset, _any_split(dataset))
         coll = dataset_collection(ds, make_embedder(embedder, device=device), show_progress=progress)
         return coll, f"rankfunnel LocalCollection ({embedder}, dense + bm25s), cached under {EVAL_CACHE}"
-    from rankfunnel.eval.runner import make_embedder
-
     emb = make_embedder(embedder, device=device)
     return corpus_stage1(
         corpus, index_dir=index_dir, embedder=emb, show_progress=progress, cache_dir=DEFAULT_CACHE / "vectors"

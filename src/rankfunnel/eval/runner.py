@@ -20,29 +20,11 @@ from rankfunnel.errors import InvalidInputError
 from rankfunnel.eval.datasets import BeirDataset
 from rankfunnel.eval.metrics import DEFAULT_KS, EvalResult, evaluate, exclude_self, metric_names, ranked_ids
 from rankfunnel.eval.stats import Lift, paired_lift
-from rankfunnel.models import DEFAULT_EMBEDDER
 from rankfunnel.types import SearchResult
 from rankfunnel.validate import check_retriever
 
 DEFAULT_CACHE = Path(".cache/indexes")
 LIFT_METRICS = ("ndcg@10", "mrr@10", "recall@10")
-
-
-def make_embedder(spec: str = DEFAULT_EMBEDDER, *, device: str | None = None) -> Any:
-    """``hashing-N`` gives the deterministic :class:`~rankfunnel.embed.HashingEmbedder`; else a model.
-
-    ``hashing:N`` (the spelling of ``rankfunnel index --embedder``) is accepted too.
-
-    Examples:
-        >>> make_embedder("hashing-16").dim
-        16
-    """
-    from rankfunnel.embed import HashingEmbedder, SentenceTransformerEmbedder
-
-    m = re.fullmatch(r"hashing(?:[-:](\d+))?", spec.strip())
-    if m:
-        return HashingEmbedder(int(m.group(1) or 32))
-    return SentenceTransformerEmbedder(spec, device=device)
 
 
 def _slug(text: str) -> str:
@@ -55,7 +37,7 @@ def dataset_collection(
     """Open (building on first use) the cached index of ``ds``'s corpus for ``embedder``.
 
     Examples:
-        >>> col = dataset_collection(load_beir("../shared/datasets/adi"), make_embedder())  # doctest: +SKIP
+        >>> col = dataset_collection(load_beir("../shared/datasets/adi"), make_embedder("hashing"))  # doctest: +SKIP
     """
     from rankfunnel.collection import open_collection
 
