@@ -218,7 +218,7 @@ def run_bench(
         >>> res = run_bench(pipe, ["red car", "blue boat"], warmup=0, sustained_s=0)  # doctest: +SKIP
         >>> res.total_ms["p50"]  # doctest: +SKIP
     """
-    from rich.progress import Progress
+    from rankfunnel.progress import progress
 
     queries = [q for q in queries if isinstance(q, str) and q.strip()]
     if len(queries) <= warmup:
@@ -231,8 +231,7 @@ def run_bench(
     lat: dict[str, list[float]] = {"stage1": [], "rerank": [], "total": []}
     pairs: list[tuple[str, str]] = []
     reranked = 0
-    with Progress(disable=not show_progress, transient=True) as bar:
-        task = bar.add_task("per-query latency", total=len(queries))
+    with progress("per-query latency", len(queries), enabled=show_progress) as bar:
         for i, q in enumerate(queries):
             sync()
             res = pipeline.search(q, top_k=top_k, top_n=top_n, retriever=retriever)
@@ -244,7 +243,7 @@ def run_bench(
                 reranked += int(res.reranked)
             if len(pairs) < 2000:
                 pairs += [(q, h.document.content) for h in res.hits if h.document is not None]
-            bar.advance(task)
+            bar.advance()
     reranker = getattr(pipeline, "reranker", None)
     throughput: list[dict[str, float]] = []
     sustained: dict[str, float] = {}

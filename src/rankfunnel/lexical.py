@@ -24,6 +24,7 @@ import numpy as np
 
 from rankfunnel._optional import require
 from rankfunnel.errors import IndexCorruptError
+from rankfunnel.progress import track
 
 STATE_FILE = "state.json"
 KEYS_FILE = "keys.npy"
@@ -49,11 +50,7 @@ def tokenize(texts: list[str], *, show_progress: bool = False) -> list[list[str]
     if _STOPWORDS is None:
         _STOPWORDS = frozenset(_bm25s().stopwords.STOPWORDS_EN)
     stop = _STOPWORDS
-    items = texts
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        items = tqdm(texts, desc="BM25 tokens", leave=False)  # type: ignore[assignment]
+    items = track(texts, "BM25 tokens") if show_progress else texts
     return [[t for t in _TOKEN.findall(text.lower()) if t not in stop] for text in items]
 
 

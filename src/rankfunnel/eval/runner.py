@@ -67,13 +67,12 @@ def _index_corpus(col: Any, ds: BeirDataset, *, show_progress: bool, chunk: int 
     BEIR corpora contain documents with neither title nor text (e.g. cranfield 471); they cannot be
     embedded meaningfully, so they are skipped and counted (returned as the second value) instead of failing.
     """
-    from rich.progress import Progress
+    from rankfunnel.progress import progress
 
     existing = set(col.ids()) if len(col) else set()
     added = empty = 0
     batch: list[Any] = []
-    with Progress(disable=not show_progress, transient=True) as bar:
-        task = bar.add_task(f"indexing {ds.name}", total=None)
+    with progress(f"indexing {ds.name}", enabled=show_progress) as bar:
         for doc in ds.corpus():
             if not doc.content.strip():
                 empty += 1
@@ -83,7 +82,7 @@ def _index_corpus(col: Any, ds: BeirDataset, *, show_progress: bool, chunk: int 
             batch.append(doc)
             if len(batch) >= chunk:
                 added += col.add(batch, upsert=False, show_progress=False)
-                bar.advance(task, len(batch))
+                bar.advance(len(batch))
                 batch = []
         if batch:
             added += col.add(batch, upsert=False, show_progress=False)
@@ -170,7 +169,7 @@ def run_pipeline(
     Returns the stage-1 run, the reranked run (None when nothing was reranked), per-query latencies, the
     number of queries whose rerank failed and the first failure reason.
     """
-    from rich.progress import Progress
+    from rankfunnel.progress import progress
 
     qids = sorted(ds.queries)
     k = top_k + (1 if ds.self_ids else 0)  # one spare hit for the query's own document
@@ -178,8 +177,7 @@ def run_pipeline(
     reranked: dict[str, dict[str, float]] = {}
     lat: dict[str, list[float]] = {"stage1": [], "rerank": [], "total": []}
     failures, reason = 0, None
-    with Progress(disable=not show_progress, transient=True) as bar:
-        task = bar.add_task(f"{ds.name}: {retriever}{' + rerank' if rerank else ''}", total=len(qids))
+    with progress(f"{ds.name}: {retriever}{' + rerank' if rerank else ''}", len(qids), enabled=show_progress) as bar:
         for chunk in _batches(qids, batch_size):
             results: list[SearchResult] = pipe.search_many(
                 [ds.queries[q] for q in chunk], top_k=k, top_n=k, retriever=retriever, rerank=rerank
@@ -197,7 +195,7 @@ def run_pipeline(
                 lat["stage1"].append(res.timings_ms.get("stage1_ms", 0.0) / n)
                 lat["rerank"].append(res.timings_ms.get("rerank_ms", 0.0) / n)
                 lat["total"].append(res.timings_ms.get("total_ms", 0.0) / n)
-            bar.advance(task, len(chunk))
+            bar.advance(len(chunk))
     if not rerank:
         lat.pop("rerank")
     return stage1, (reranked if rerank and reranked else None), lat, failures, reason

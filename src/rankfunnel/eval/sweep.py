@@ -48,19 +48,18 @@ def retrieve_runs(
     ds: BeirDataset, collection: Any, depth: int, *, batch_size: int = 64, show_progress: bool = True
 ) -> tuple[Run, Run]:
     """Dense and BM25 runs of every query of ``ds``, ``depth`` deep (the query's own document removed)."""
-    from rich.progress import Progress
+    from rankfunnel.progress import progress
 
     qids = sorted(ds.queries)
     runs: dict[str, Run] = {"dense": {}, "bm25": {}}
-    with Progress(disable=not show_progress, transient=True) as bar:
-        task = bar.add_task(f"{ds.name}: dense + bm25 for the sweep", total=2 * len(qids))
+    with progress(f"{ds.name}: dense + bm25 for the sweep", 2 * len(qids), enabled=show_progress) as bar:
         for retriever in ("dense", "bm25"):
             for i in range(0, len(qids), batch_size):
                 chunk = qids[i : i + batch_size]
                 hits = collection.search_many([ds.queries[q] for q in chunk], k=depth, retriever=retriever)
                 for q, hs in zip(chunk, hits, strict=True):
                     runs[retriever][q] = {h.id: float(h.stage1_score) for h in hs}
-                bar.advance(task, len(chunk))
+                bar.advance(len(chunk))
     if ds.self_ids:
         return exclude_self(runs["dense"], ds.self_ids), exclude_self(runs["bm25"], ds.self_ids)
     return runs["dense"], runs["bm25"]

@@ -27,6 +27,7 @@ import numpy as np
 from rankfunnel._optional import require
 from rankfunnel.errors import InvalidInputError, RerankerUnavailableError
 from rankfunnel.models import choose_device, choose_dtype, resolve_model, warn_if_non_commercial
+from rankfunnel.progress import progress
 from rankfunnel.rerank.base import BaseReranker, Calibration
 from rankfunnel.rerank.batching import token_budget_batches
 from rankfunnel.rerank.decoder_batching import Unit, make_units
@@ -321,9 +322,9 @@ class DecoderReranker(BaseReranker):
                 )
             ]
         total = sum(len(b) for _, b, _ in plan)
-        bar = self._progress(total)
+        show = self.show_progress if self.show_progress is not None else total >= 64
         try:
-            with torch.inference_mode():
+            with progress("rerank (batches)", total, enabled=show) as bar, torch.inference_mode():
                 for prefix, batches, ks in plan:
                     cache = self._prefix_cache(prefix) if prefix else None
                     for batch in batches:
@@ -332,25 +333,13 @@ class DecoderReranker(BaseReranker):
                         out = self._forward(seqs, prefix_len=len(prefix), cache=cache)
                         for b, s in zip(batch, out, strict=True):
                             scores[ks[b]] = s
-                        if bar is not None:
-                            bar.update(1)
+                        bar.advance()
         except torch.OutOfMemoryError as exc:
             raise RerankerUnavailableError(
                 f"Out of memory while reranking with batch_tokens={self.batch_tokens}. Lower batch_tokens "
                 "(or max_doc_tokens)."
             ) from exc
-        finally:
-            if bar is not None:
-                bar.close()
         return scores
-
-    def _progress(self, total: int) -> Any:
-        show = self.show_progress if self.show_progress is not None else total >= 64
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc="rerank", unit="batch")
 
     def _prefix_cache(self, prefix: Sequence[int]) -> list[tuple[Any, Any]]:
         """Per-layer (keys, values) of the prompt prefix, each ``[1, kv_heads, len(prefix), head_dim]``."""

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from rankfunnel.errors import InvalidInputError, RerankerUnavailableError
 from rankfunnel.models import DEFAULT_EMBEDDER, read_licence, resolve_model
+from rankfunnel.progress import track
 from rankfunnel.train.card import write_model_card
 from rankfunnel.train.loop import RuntimeConfig, licence_guess, load_student, run_trainer
 from rankfunnel.train.mining import search_lists
@@ -89,7 +89,7 @@ def teacher_scores(
 ) -> np.ndarray:
     """Raw teacher scores of all pairs, batched; a failing or non-finite teacher raises a clear error."""
     out = []
-    for i in tqdm(range(0, len(pairs), batch_size), desc="teacher scoring", disable=not show_progress):
+    for i in track(range(0, len(pairs), batch_size), "teacher scoring", enabled=show_progress, transient=False):
         chunk = list(pairs[i : i + batch_size])
         try:
             raw = np.asarray(teacher.predict(chunk), dtype=np.float32).reshape(-1)

@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.progress import progress, track
 from rankfunnel.types import RETRIEVERS, Hit
 from rankfunnel.validate import check_retriever
 
@@ -70,13 +69,13 @@ def search_lists(
     if hasattr(stage1, "search_many"):
         out: list[list[Hit]] = []
         step = 64
-        with tqdm(total=len(queries), desc=f"{desc} ({retriever})", disable=not show_progress) as bar:
+        with progress(f"{desc} ({retriever})", len(queries), enabled=show_progress, transient=False) as bar:
             for i in range(0, len(queries), step):
                 chunk = list(queries[i : i + step])
                 out.extend(stage1.search_many(chunk, k=k, retriever=retriever))
-                bar.update(len(chunk))
+                bar.advance(len(chunk))
         return out
-    it = tqdm(queries, desc=f"{desc} ({retriever})", disable=not show_progress)
+    it = track(queries, f"{desc} ({retriever})", enabled=show_progress, transient=False)
     return [stage1.search(q, k=k, retriever=retriever) for q in it]
 
 
