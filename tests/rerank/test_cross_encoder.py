@@ -112,12 +112,12 @@ def test_non_commercial_licence_warns(tiny_bert_ce_path, tmp_path):
         CrossEncoderReranker(str(model), device="cpu")
 
 
-def test_zerank_shaped_model_scores_yes_logit(zerank_path_or_skip):
+def test_zerank_shaped_model_scores_yes_logit(tiny_zerank_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rankfunnel.rerank.cross_encoder import CrossEncoderReranker
 
-    path = str(zerank_path_or_skip)
+    path = str(tiny_zerank_path)
     r = CrossEncoderReranker(path, device="cpu", batch_size=2)
     assert r.calibration.temperature == 5.0  # LogitScore on "Yes" only -> zerank calibration
     pairs = [("what is a cell?", "Cells are the basic unit of life."), ("q", "a much longer document " * 20),

@@ -242,10 +242,11 @@ def test_real_socket_timeout_fits_the_callers_deadline():
 
 
 def test_against_rankfunnel_service_on_loopback():
-    pytest.importorskip("uvicorn")
-    service = pytest.importorskip("rankfunnel.service")
+    pytest.importorskip("uvicorn", reason="the service needs the server extra (pip install rankfunnel[server])")
+    pytest.importorskip("fastapi", reason="the service needs the server extra (pip install rankfunnel[server])")
     import uvicorn
 
+    from rankfunnel import service  # in-package: must import, never skip
     from rankfunnel.rerank.fake import FakeReranker
 
     local = FakeReranker()

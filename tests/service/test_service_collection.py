@@ -13,11 +13,11 @@ from rankfunnel.service import ServiceConfig, create_app
 
 @pytest.fixture
 def index_dir(tmp_path):
-    collection_mod = pytest.importorskip("rankfunnel.collection")
+    from rankfunnel.collection import open_collection
     from rankfunnel.embed import HashingEmbedder
 
     path = tmp_path / "idx"
-    coll = collection_mod.open_collection(path, embedder=HashingEmbedder(dim=32), create=True)
+    coll = open_collection(path, embedder=HashingEmbedder(dim=32), create=True)
     coll.add(CORPUS)
     close = getattr(coll, "close", None)
     if close is not None:
