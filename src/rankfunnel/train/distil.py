@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,10 +12,10 @@ from typing import Any, Literal
 import numpy as np
 
 from rankfunnel.errors import InvalidInputError, RerankerUnavailableError
-from rankfunnel.models import DEFAULT_EMBEDDER, read_licence, resolve_model
+from rankfunnel.models import DEFAULT_EMBEDDER
 from rankfunnel.progress import track
 from rankfunnel.train.card import write_model_card
-from rankfunnel.train.loop import RuntimeConfig, licence_guess, load_student, run_trainer
+from rankfunnel.train.loop import RuntimeConfig, base_licence, load_student, run_settings, train_in_tempdir
 from rankfunnel.train.mining import search_lists
 from rankfunnel.validate import check_retriever
 
@@ -155,7 +153,6 @@ def distil_reranker(
         >>> distil_reranker(load_reranker("models/scifact-minilm-reranker"), queries, collection,
         ...                 "models/student", DistilConfig(layers=2))  # doctest: +SKIP
     """
-    from datasets import Dataset
     from sentence_transformers.cross_encoder import losses
 
     start = time.monotonic()
@@ -164,6 +161,76 @@ def distil_reranker(
         raise InvalidInputError(
             "Distillation needs at least 2 non-empty queries; pass a larger --queries file."
         )
+    lists = _candidate_lists(stage1, queries, config, show_progress)
+    pairs = [(q, d) for q, docs in lists for d in docs]
+    per_query = _per_list(teacher_scores(teacher, pairs, config.teacher_batch_size, show_progress), lists)
+    order = list(range(len(lists)))
+    random.Random(config.seed).shuffle(order)
+    n_held = int(round(config.held_out * len(lists)))
+    held, train = sorted(order[:n_held]), sorted(order[n_held:])
+    model = load_student(
+        config.base, max_length=config.max_length, device=config.device, layers=config.layers
+    )
+    loss = (
+        losses.MSELoss(model)
+        if config.loss == "mse"
+        else losses.ListNetLoss(model, mini_batch_size=config.batch_size)
+    )
+    run_cfg = (
+        config
+        if config.loss == "mse"
+        else _with_batch(config, max(1, config.batch_size // config.candidates))
+    )
+    steps, capped, _ = train_in_tempdir(
+        model,
+        prefix="rankfunnel-distil-",
+        train_dataset=_distil_dataset(lists, per_query, train, config.loss),
+        loss=loss,
+        evaluator=None,
+        config=run_cfg,
+        show_progress=show_progress,
+        start=start,
+    )
+    metrics = _held_out_agreement(model, lists, per_query, held)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    seconds = time.monotonic() - start
+    settings = {
+        "teacher": teacher_name,
+        "loss": "MSELoss on logits" if config.loss == "mse" else "ListNetLoss",
+        "student layers": config.layers or "all",
+        "candidates per query": config.candidates,
+        "retriever": config.retriever,
+        **run_settings(config, steps=steps, capped=capped, seconds=seconds),
+        "train queries": len(train),
+        "held-out queries": len(held),
+        "teacher pairs": len(pairs),
+    }
+    write_model_card(
+        out,
+        title=f"Cross-encoder reranker distilled from {teacher_name}",
+        base_model=config.base,
+        model_licence=base_licence(config.base),
+        data_name=f"{len(queries)} unlabelled queries with stage-1 candidates",
+        data_licence="the licences of the query file, the indexed corpus and the teacher's outputs apply",
+        summary=(
+            f"A student cross-encoder trained to reproduce the scores of `{teacher_name}` on the top "
+            f"{config.candidates} {config.retriever} candidates of {len(queries)} queries. Metrics compare "
+            "held-out rankings with the teacher's (Spearman, top-1 agreement); `stage1_*` is the baseline."
+        ),
+        settings=settings,
+        metrics=metrics,
+    )
+    return DistilResult(out, metrics, steps, seconds, capped, len(lists), len(pairs))
+
+
+Lists = list[tuple[str, list[str]]]
+"""(query, candidate document texts in stage-1 order), one per query."""
+
+
+def _candidate_lists(stage1: Any, queries: Sequence[str], config: DistilConfig, show_progress: bool) -> Lists:
+    """Each query's stage-1 candidate texts; queries with fewer than 2 candidates are left out."""
     hit_lists = search_lists(
         stage1,
         queries,
@@ -181,121 +248,54 @@ def distil_reranker(
         raise InvalidInputError(
             "Stage 1 returned fewer than 2 documents for most queries; index more documents."
         )
-    pairs = [(q, d) for q, docs in lists for d in docs]
-    raw = teacher_scores(teacher, pairs, config.teacher_batch_size, show_progress)
-    per_query: list[np.ndarray] = []
-    pos = 0
-    for _, docs in lists:
-        per_query.append(raw[pos : pos + len(docs)])
-        pos += len(docs)
-    order = list(range(len(lists)))
-    random.Random(config.seed).shuffle(order)
-    n_held = int(round(config.held_out * len(lists)))
-    held, train = sorted(order[:n_held]), sorted(order[n_held:])
-    if config.loss == "mse":
-        ds = Dataset.from_dict(
+    return lists
+
+
+def _per_list(flat: np.ndarray, lists: Lists) -> list[np.ndarray]:
+    """Cut scores of all the lists' pairs, in order, back into one array per list."""
+    bounds = np.cumsum([len(docs) for _, docs in lists])[:-1]
+    return list(np.split(flat, bounds))
+
+
+def _distil_dataset(lists: Lists, per_query: list[np.ndarray], train: list[int], loss: str) -> Any:
+    """Training rows: ``query, document, label`` per pair (mse), or ``query, docs, labels`` per list."""
+    from datasets import Dataset
+
+    if loss == "mse":
+        return Dataset.from_dict(
             {
                 "query": [lists[i][0] for i in train for _ in lists[i][1]],
                 "document": [d for i in train for d in lists[i][1]],
                 "label": [float(s) for i in train for s in per_query[i]],
             }
         )
-    else:
-        ds = Dataset.from_dict(
-            {
-                "query": [lists[i][0] for i in train],
-                "docs": [lists[i][1] for i in train],
-                "labels": [[float(s) for s in per_query[i]] for i in train],
-            }
-        )
-    model = load_student(
-        config.base, max_length=config.max_length, device=config.device, layers=config.layers
+    return Dataset.from_dict(
+        {
+            "query": [lists[i][0] for i in train],
+            "docs": [lists[i][1] for i in train],
+            "labels": [[float(s) for s in per_query[i]] for i in train],
+        }
     )
-    loss = (
-        losses.MSELoss(model)
-        if config.loss == "mse"
-        else losses.ListNetLoss(model, mini_batch_size=config.batch_size)
-    )
-    run_cfg = (
-        config
-        if config.loss == "mse"
-        else _with_batch(config, max(1, config.batch_size // config.candidates))
-    )
-    work = Path(tempfile.mkdtemp(prefix="rankfunnel-distil-"))
-    try:
-        steps, capped, _ = run_trainer(
-            model,
-            train_dataset=ds,
-            loss=loss,
-            evaluator=None,
-            config=run_cfg,
-            workdir=work,
-            show_progress=show_progress,
-            start=start,
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+
+def _held_out_agreement(model: Any, lists: Lists, per_query: list[np.ndarray], held: list[int]) -> dict[str, float]:
+    """Student-teacher agreement on the held-out lists, with stage 1's order as the baseline."""
+    if not held:
+        return {}
     import torch
 
-    metrics: dict[str, float] = {}
-    if held:
-        held_pairs = [(lists[i][0], d) for i in held for d in lists[i][1]]
-        student_raw = np.asarray(
-            model.predict(held_pairs, activation_fn=torch.nn.Identity(), batch_size=32), dtype=np.float32
-        )
-        s_lists, p = [], 0
-        for i in held:
-            s_lists.append(student_raw[p : p + len(lists[i][1])])
-            p += len(lists[i][1])
-        t_lists = [per_query[i] for i in held]
-        stage1_lists = [-np.arange(len(lists[i][1]), dtype=np.float32) for i in held]
-        metrics = {
-            **{f"student_{k}": v for k, v in agreement(t_lists, s_lists).items()},
-            **{f"stage1_{k}": v for k, v in agreement(t_lists, stage1_lists).items()},
-            "student_teacher_logit_mse": float(
-                np.mean((np.concatenate(s_lists) - np.concatenate(t_lists)) ** 2)
-            ),
-        }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
-    seconds = time.monotonic() - start
-    settings = {
-        "teacher": teacher_name,
-        "loss": "MSELoss on logits" if config.loss == "mse" else "ListNetLoss",
-        "student layers": config.layers or "all",
-        "candidates per query": config.candidates,
-        "retriever": config.retriever,
-        "max length": config.max_length,
-        "epochs (max)": config.epochs,
-        "batch size": config.batch_size,
-        "learning rate": config.learning_rate,
-        "head learning rate": config.head_learning_rate or config.learning_rate,
-        "seed": config.seed,
-        "max minutes": config.max_minutes,
-        "steps done": steps,
-        "stopped by wall-clock cap": capped,
-        "wall seconds": round(seconds, 1),
-        "train queries": len(train),
-        "held-out queries": len(held),
-        "teacher pairs": len(pairs),
-    }
-    write_model_card(
-        out,
-        title=f"Cross-encoder reranker distilled from {teacher_name}",
-        base_model=config.base,
-        model_licence=read_licence(resolve_model(config.base)).licence or licence_guess(config.base),
-        data_name=f"{len(queries)} unlabelled queries with stage-1 candidates",
-        data_licence="the licences of the query file, the indexed corpus and the teacher's outputs apply",
-        summary=(
-            f"A student cross-encoder trained to reproduce the scores of `{teacher_name}` on the top "
-            f"{config.candidates} {config.retriever} candidates of {len(queries)} queries. Metrics compare "
-            "held-out rankings with the teacher's (Spearman, top-1 agreement); `stage1_*` is the baseline."
-        ),
-        settings=settings,
-        metrics=metrics,
+    held_pairs = [(lists[i][0], d) for i in held for d in lists[i][1]]
+    student_raw = np.asarray(
+        model.predict(held_pairs, activation_fn=torch.nn.Identity(), batch_size=32), dtype=np.float32
     )
-    return DistilResult(out, metrics, steps, seconds, capped, len(lists), len(pairs))
+    s_lists = _per_list(student_raw, [lists[i] for i in held])
+    t_lists = [per_query[i] for i in held]
+    stage1_lists = [-np.arange(len(lists[i][1]), dtype=np.float32) for i in held]
+    return {
+        **{f"student_{k}": v for k, v in agreement(t_lists, s_lists).items()},
+        **{f"stage1_{k}": v for k, v in agreement(t_lists, stage1_lists).items()},
+        "student_teacher_logit_mse": float(np.mean((np.concatenate(s_lists) - np.concatenate(t_lists)) ** 2)),
+    }
 
 
 def _with_batch(config: DistilConfig, batch_size: int) -> Any:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.models import DEFAULT_EMBEDDER, resolve_model
+from rankfunnel.models import DEFAULT_EMBEDDER, read_licence, resolve_model
 from rankfunnel.train.callbacks import WallClockCallback
 
 EVAL_NAME = "heldout"
@@ -85,14 +87,53 @@ def run_trainer(
 
     Returns (steps, stopped_by_cap, last evaluation metrics).
     """
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from transformers import EarlyStoppingCallback
 
     has_eval = evaluator is not None
-    eval_steps = int(getattr(config, "eval_steps", 100))
     patience = int(getattr(config, "patience", 0))
-    metric = f"eval_{EVAL_NAME}_ndcg@10"
-    args = CrossEncoderTrainingArguments(
+    cap = WallClockCallback(
+        config.max_minutes * 60 if config.max_minutes else float("inf"),
+        start=start,
+        evaluate_on_stop=has_eval,
+    )
+    callbacks: list[Any] = [cap]
+    if has_eval and patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    trainer = _trainer_class(getattr(config, "head_learning_rate", None))(
+        model=model,
+        args=_training_arguments(config, workdir, has_eval=has_eval, show_progress=show_progress),
+        train_dataset=train_dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=callbacks,
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints logs; keep stdout for --json output
+        trainer.train()
+    return int(trainer.state.global_step), cap.stopped, _kept_metrics(trainer.state)
+
+
+def train_in_tempdir(model: Any, *, prefix: str, **run: Any) -> tuple[int, bool, Mapping[str, float]]:
+    """:func:`run_trainer` with its checkpoints in a temporary folder that is removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run_trainer(model, workdir=work, **run)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+_BEST_METRIC = f"eval_{EVAL_NAME}_ndcg@10"
+
+
+def _training_arguments(config: Any, workdir: Path, *, has_eval: bool, show_progress: bool) -> Any:
+    """``CrossEncoderTrainingArguments`` of a run.
+
+    With an evaluator: evaluation and checkpoints every ``eval_steps``, keeping the best model by held-out
+    NDCG@10.
+    """
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    eval_steps = int(getattr(config, "eval_steps", 100))
+    return CrossEncoderTrainingArguments(
         output_dir=str(workdir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
@@ -109,26 +150,20 @@ def run_trainer(
         save_steps=eval_steps,
         save_total_limit=2,
         load_best_model_at_end=has_eval,
-        metric_for_best_model=metric if has_eval else None,
+        metric_for_best_model=_BEST_METRIC if has_eval else None,
         greater_is_better=True,
         logging_steps=max(1, min(50, eval_steps)),
         disable_tqdm=not show_progress,
         dataloader_num_workers=0,
         use_cpu=(config.device == "cpu"),
     )
-    cap = WallClockCallback(
-        config.max_minutes * 60 if config.max_minutes else float("inf"),
-        start=start,
-        evaluate_on_stop=has_eval,
-    )
-    callbacks: list[Any] = [cap]
-    if has_eval and patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    head_lr = getattr(config, "head_learning_rate", None)
+
+
+def _trainer_class(head_lr: float | None) -> Any:
+    """``CrossEncoderTrainer`` whose AdamW gives the classification head its own learning rate."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
 
     class _Trainer(CrossEncoderTrainer):  # type: ignore[misc]
-        """CrossEncoderTrainer whose AdamW gives the classification head its own learning rate."""
-
         def create_optimizer(self, model: Any = None) -> Any:
             if self.optimizer is None and head_lr is not None:
                 import torch
@@ -139,27 +174,22 @@ def run_trainer(
                 )
             return super().create_optimizer(model)
 
-    trainer = _Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        loss=loss,
-        evaluator=evaluator,
-        callbacks=callbacks,
-    )
-    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints logs; keep stdout for --json output
-        trainer.train()
-    # Metrics of the kept model: the evaluation whose score is the best one (load_best_model_at_end).
-    evals = [r for r in trainer.state.log_history if metric in r]
-    best = trainer.state.best_metric
+    return _Trainer
+
+
+def _kept_metrics(state: Any) -> dict[str, float]:
+    """Metrics of the kept model: the evaluation whose score is the best one (load_best_model_at_end)."""
+    evals = [r for r in state.log_history if _BEST_METRIC in r]
+    best = state.best_metric
     kept = next(
-        (r for r in evals if best is not None and float(r[metric]) == float(best)), evals[-1] if evals else {}
+        (r for r in evals if best is not None and float(r[_BEST_METRIC]) == float(best)),
+        evals[-1] if evals else {},
     )
     last = {k.removeprefix("eval_"): float(v) for k, v in kept.items() if k.startswith(f"eval_{EVAL_NAME}")}
     if kept:
         last["evaluations"] = float(len(evals))
         last["kept_step"] = float(kept.get("step", 0))
-    return int(trainer.state.global_step), cap.stopped, last
+    return last
 
 
 def _warmup(ratio: float) -> dict[str, Any]:
@@ -173,6 +203,28 @@ def _warmup(ratio: float) -> dict[str, Any]:
 
 def licence_guess(base: str) -> str | None:
     return "apache-2.0" if base == DEFAULT_EMBEDDER else None
+
+
+def base_licence(base: str) -> str | None:
+    """Licence of the student's weights: the base model's card, else what is known of the default base."""
+    return read_licence(resolve_model(base)).licence or licence_guess(base)
+
+
+def run_settings(config: Any, *, steps: int, capped: bool, seconds: float) -> dict[str, Any]:
+    """The model-card settings every training run shares: optimisation settings and how the run ended."""
+    return {
+        "max length": config.max_length,
+        "epochs (max)": config.epochs,
+        "batch size": config.batch_size,
+        "learning rate": config.learning_rate,
+        "head learning rate": config.head_learning_rate or config.learning_rate,
+        "warm-up ratio": config.warmup_ratio,
+        "seed": config.seed,
+        "max minutes": config.max_minutes,
+        "steps done": steps,
+        "stopped by wall-clock cap": capped,
+        "wall seconds": round(seconds, 1),
+    }
 
 
 class RuntimeConfig:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -13,10 +11,17 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.models import DEFAULT_EMBEDDER, read_licence, resolve_model
+from rankfunnel.models import DEFAULT_EMBEDDER
 from rankfunnel.train.card import data_licence_note, write_model_card
 from rankfunnel.train.data import LabelledData, split_queries
-from rankfunnel.train.loop import EVAL_NAME, RuntimeConfig, licence_guess, load_student, run_trainer
+from rankfunnel.train.loop import (
+    EVAL_NAME,
+    RuntimeConfig,
+    base_licence,
+    load_student,
+    run_settings,
+    train_in_tempdir,
+)
 from rankfunnel.train.mining import MiningConfig, mine_hard_negatives, search_lists
 
 log = logging.getLogger(__name__)
@@ -230,9 +235,6 @@ def train_reranker(
         >>> train_reranker(data, "models/scifact-reranker", TrainConfig(max_minutes=25),
         ...                stage1=collection)  # doctest: +SKIP
     """
-    from sentence_transformers.cross_encoder import losses
-    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
-
     start = time.monotonic()
     out = Path(out_dir)
     train_q, held_q = split_queries(
@@ -253,87 +255,32 @@ def train_reranker(
             "negative); add documents to the corpus or lower --negatives."
         )
     eval_retriever = config.mining.retrievers[0]
-    samples = (
+    evaluator = _held_out_evaluator(
         build_eval_samples(data, held_q, stage1, config.eval_depth, show_progress, eval_retriever)
         if held_q
         else []
     )
-    evaluator = (
-        CrossEncoderRerankingEvaluator(
-            samples, at_k=10, always_rerank_positives=False, name=EVAL_NAME, batch_size=32, write_csv=False
-        )
-        if samples
-        else None
-    )
     model = load_student(
         config.base, max_length=config.max_length, device=config.device, layers=config.layers
     )
-    per_list = 1 + config.mining.negatives
-    loss: Any
-    run_cfg: Any
-    if config.loss == "mnrl":
-        import torch
-
-        # Plain softmax cross-entropy over the raw logits (scale 1, no activation). The library default
-        # (sigmoid, scale 10) saturated on SciFact: at the peak learning rate every logit ran to the same
-        # sigmoid plateau and the loss went back to chance for good (docs/training.md, run 4).
-        loss = losses.MultipleNegativesRankingLoss(
-            model, num_negatives=config.random_negatives, scale=1, activation_fn=torch.nn.Identity()
-        )
-        # one row holds a positive and its hard negatives; the batch size counts (query, document) pairs
-        row_pairs = 1 + config.mining.negatives + config.random_negatives
-        # at least 2 rows, so that the in-batch negatives exist
-        run_cfg = RuntimeConfig(config, batch_size=max(2, config.batch_size // row_pairs))
-    elif config.loss == "bce":
-        loss = losses.BinaryCrossEntropyLoss(
-            model, pos_weight=__import__("torch").tensor(float(config.mining.negatives))
-        )
-        run_cfg = config
-    else:
-        loss = losses.LambdaLoss(model, mini_batch_size=config.batch_size)
-        run_cfg = RuntimeConfig(config, batch_size=max(1, config.batch_size // per_list))
-    work = Path(tempfile.mkdtemp(prefix="rankfunnel-train-"))
-    try:
-        steps, capped, metrics = run_trainer(
-            model,
-            train_dataset=train_ds,
-            loss=loss,
-            evaluator=evaluator,
-            config=run_cfg,
-            workdir=work,
-            show_progress=show_progress,
-            start=start,
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(out))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    loss, run_cfg = _loss_and_batching(model, config)
+    steps, capped, metrics = train_in_tempdir(
+        model,
+        prefix="rankfunnel-train-",
+        train_dataset=train_ds,
+        loss=loss,
+        evaluator=evaluator,
+        config=run_cfg,
+        show_progress=show_progress,
+        start=start,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
     seconds = time.monotonic() - start
     result_metrics = dict(metrics)
     settings = {
-        "loss": {
-            "mnrl": f"MultipleNegativesRankingLoss (+{config.random_negatives} in-batch random negatives)",
-            "bce": "BinaryCrossEntropyLoss (pos_weight = negatives)",
-            "listwise": "LambdaLoss",
-        }[config.loss],
-        "encoder layers": config.layers or "all",
-        "negatives per query": config.mining.negatives,
-        "mined from": ", ".join(config.mining.retrievers),
-        "mining depth": config.mining.depth,
-        "skip top": config.mining.skip_top,
-        "relative margin": config.mining.relative_margin,
-        "stage 1": stage1_description or "given",
-        "max length": config.max_length,
-        "epochs (max)": config.epochs,
-        "batch size": config.batch_size,
-        "learning rate": config.learning_rate,
-        "head learning rate": config.head_learning_rate or config.learning_rate,
-        "warm-up ratio": config.warmup_ratio,
-        "seed": config.seed,
-        "max minutes": config.max_minutes,
-        "steps done": steps,
-        "stopped by wall-clock cap": capped,
-        "wall seconds": round(seconds, 1),
+        **_loss_and_mining_settings(config, stage1_description),
+        **run_settings(config, steps=steps, capped=capped, seconds=seconds),
         "train queries": len(train_q),
         "held-out queries": len(held_q),
         "train examples": len(train_ds),
@@ -342,7 +289,7 @@ def train_reranker(
         out,
         title=f"Cross-encoder reranker fine-tuned on {data.name} ({data.split})",
         base_model=config.base,
-        model_licence=read_licence(resolve_model(config.base)).licence or licence_guess(config.base),
+        model_licence=base_licence(config.base),
         data_name=f"{data.name} ({data.split} split)",
         data_licence=data_licence_note(data.name, config.data_licence),
         summary=(
@@ -355,6 +302,59 @@ def train_reranker(
         metrics={k.removeprefix(f"{EVAL_NAME}_"): v for k, v in result_metrics.items()},
     )
     return TrainResult(out, result_metrics, steps, seconds, capped, len(train_q), len(held_q), len(train_ds))
+
+
+def _held_out_evaluator(samples: list[dict[str, Any]]) -> Any | None:
+    """The reranking evaluator over the held-out samples (None without samples: no early stopping)."""
+    if not samples:
+        return None
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    return CrossEncoderRerankingEvaluator(
+        samples, at_k=10, always_rerank_positives=False, name=EVAL_NAME, batch_size=32, write_csv=False
+    )
+
+
+def _loss_and_batching(model: Any, config: TrainConfig) -> tuple[Any, Any]:
+    """The loss of ``config.loss`` and the run config whose batch size counts that loss's rows."""
+    import torch
+    from sentence_transformers.cross_encoder import losses
+
+    loss: Any
+    if config.loss == "mnrl":
+        # Plain softmax cross-entropy over the raw logits (scale 1, no activation). The library default
+        # (sigmoid, scale 10) saturated on SciFact: at the peak learning rate every logit ran to the same
+        # sigmoid plateau and the loss went back to chance for good (docs/training.md, run 4).
+        loss = losses.MultipleNegativesRankingLoss(
+            model, num_negatives=config.random_negatives, scale=1, activation_fn=torch.nn.Identity()
+        )
+        # one row holds a positive and its hard negatives; the batch size counts (query, document) pairs
+        row_pairs = 1 + config.mining.negatives + config.random_negatives
+        # at least 2 rows, so that the in-batch negatives exist
+        return loss, RuntimeConfig(config, batch_size=max(2, config.batch_size // row_pairs))
+    if config.loss == "bce":
+        return losses.BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.mining.negatives))), config
+    per_list = 1 + config.mining.negatives
+    loss = losses.LambdaLoss(model, mini_batch_size=config.batch_size)
+    return loss, RuntimeConfig(config, batch_size=max(1, config.batch_size // per_list))
+
+
+def _loss_and_mining_settings(config: TrainConfig, stage1_description: str) -> dict[str, Any]:
+    """Model-card settings of the loss, the student and the negative mining."""
+    return {
+        "loss": {
+            "mnrl": f"MultipleNegativesRankingLoss (+{config.random_negatives} in-batch random negatives)",
+            "bce": "BinaryCrossEntropyLoss (pos_weight = negatives)",
+            "listwise": "LambdaLoss",
+        }[config.loss],
+        "encoder layers": config.layers or "all",
+        "negatives per query": config.mining.negatives,
+        "mined from": ", ".join(config.mining.retrievers),
+        "mining depth": config.mining.depth,
+        "skip top": config.mining.skip_top,
+        "relative margin": config.mining.relative_margin,
+        "stage 1": stage1_description or "given",
+    }
 
 
 def config_dict(config: TrainConfig) -> dict[str, Any]:
