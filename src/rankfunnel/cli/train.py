@@ -147,19 +147,13 @@ def train_cmd(
 
     Example: rankfunnel train --dataset ../shared/datasets/scifact --out models/reranker --max-minutes 25
     """
-    from rankfunnel.train import MiningConfig, TrainConfig, load_labelled, train_reranker
+    from rankfunnel.train import TrainConfig, load_labelled, train_reranker
 
     _threads(threads)
     progress = not as_json or bool(os.environ.get("RANKFUNNEL_PROGRESS"))
     try:
         held: float = held_out if held_out < 1 else int(held_out)
-        mining = MiningConfig(
-            retrievers=tuple(r.strip() for r in retrievers.split(",") if r.strip()),
-            depth=depth,
-            negatives=negatives,
-            skip_top=skip_top,
-            relative_margin=margin,
-        )
+        mining = _mining_config(retrievers, depth, negatives, skip_top, margin)
         config = TrainConfig(
             base=base,
             layers=layers,
@@ -190,24 +184,39 @@ def train_cmd(
         )
     except (RankfunnelError, ValueError) as exc:
         raise _fail(exc) from exc
-    summary = {
-        "out": str(result.out_dir),
-        "steps": result.steps,
-        "seconds": round(result.seconds, 1),
-        "stopped_by_cap": result.stopped_by_cap,
-        "train_queries": result.train_queries,
-        "held_out_queries": result.held_out_queries,
-        "metrics": dict(result.metrics),
-    }
+    _report(
+        result,
+        as_json,
+        stopped_by_cap=result.stopped_by_cap,
+        train_queries=result.train_queries,
+        held_out_queries=result.held_out_queries,
+    )
+
+
+def _mining_config(retrievers: str, depth: int, negatives: int, skip_top: int, margin: float) -> Any:
+    from rankfunnel.train import MiningConfig
+
+    return MiningConfig(
+        retrievers=tuple(r.strip() for r in retrievers.split(",") if r.strip()),
+        depth=depth,
+        negatives=negatives,
+        skip_top=skip_top,
+        relative_margin=margin,
+    )
+
+
+def _report(result: Any, as_json: bool, **facts: Any) -> None:
+    """A training run's result: one JSON object on stdout, or a summary line and the metrics on stderr."""
     if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        console.print(
-            f"saved {result.out_dir} after {result.steps} steps in {result.seconds / 60:.1f} min"
-            f"{' (wall-clock cap)' if result.stopped_by_cap else ''}"
-        )
-        for k, v in result.metrics.items():
-            console.print(f"  {k}: {v:.4f}")
+        summary = {"out": str(result.out_dir), "steps": result.steps, "seconds": round(result.seconds, 1)}
+        typer.echo(json.dumps({**summary, **facts, "metrics": dict(result.metrics)}))
+        return
+    console.print(
+        f"saved {result.out_dir} after {result.steps} steps in {result.seconds / 60:.1f} min"
+        f"{' (wall-clock cap)' if result.stopped_by_cap else ''}"
+    )
+    for k, v in result.metrics.items():
+        console.print(f"  {k}: {v:.4f}")
 
 
 def _teacher(spec: str, device: str | None) -> Any:
@@ -294,37 +303,30 @@ def distil_cmd(
             device=device,
         )
         texts = read_query_file(queries)
-        if index_dir is not None:
-            from rankfunnel.collection import open_collection  # type: ignore[import-not-found]
-
-            if not index_dir.is_dir():
-                raise InvalidInputError(
-                    f"Index {index_dir} does not exist; build it with `rankfunnel index`."
-                )
-            stage1 = open_collection(str(index_dir))
-        else:
-            from rankfunnel.train.data import load_corpus
-
-            assert dataset is not None
-            corpus = load_corpus(dataset)
-            stage1, _ = _stage1_for(corpus, dataset, None, embedder, device, progress)
+        stage1 = _distil_stage1(index_dir, dataset, embedder, device, progress)
         teacher_model = _teacher(teacher, device)
         result = distil_reranker(
             teacher_model, texts, stage1, out, config, teacher_name=teacher, show_progress=progress
         )
     except (RankfunnelError, ValueError, ImportError) as exc:
         raise _fail(exc) from exc
-    summary = {
-        "out": str(result.out_dir),
-        "steps": result.steps,
-        "seconds": round(result.seconds, 1),
-        "queries": result.queries,
-        "pairs": result.pairs,
-        "metrics": result.metrics,
-    }
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        console.print(f"saved {result.out_dir} after {result.steps} steps in {result.seconds / 60:.1f} min")
-        for k, v in result.metrics.items():
-            console.print(f"  {k}: {v:.4f}")
+    _report(result, as_json, queries=result.queries, pairs=result.pairs)
+
+
+def _distil_stage1(
+    index_dir: Path | None, dataset: Path | None, embedder: str, device: str | None, progress: bool
+) -> Any:
+    """The collection that proposes candidates: ``--index-dir``, or the index of ``--dataset``'s corpus."""
+    if index_dir is not None:
+        from rankfunnel.collection import open_collection  # type: ignore[import-not-found]
+
+        if not index_dir.is_dir():
+            raise InvalidInputError(
+                f"Index {index_dir} does not exist; build it with `rankfunnel index`."
+            )
+        return open_collection(str(index_dir))
+    from rankfunnel.train.data import load_corpus
+
+    assert dataset is not None
+    stage1, _ = _stage1_for(load_corpus(dataset), dataset, None, embedder, device, progress)
+    return stage1
