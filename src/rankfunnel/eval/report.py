@@ -24,6 +24,15 @@ def _plt() -> Any:
     return require("matplotlib.pyplot", "eval")
 
 
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
+    """Lay out, write and close ``fig``; return its path."""
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def plot_ndcg_bars(
     values: Mapping[str, Mapping[str, float]],
     path: str | Path,
@@ -60,11 +69,7 @@ def plot_ndcg_bars(
     ax.set_title(title or f"{metric} per dataset")
     ax.legend(fontsize=8, ncol=min(4, len(series)))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def plot_delta_histogram(
@@ -82,11 +87,7 @@ def plot_delta_histogram(
     ax.set_ylabel("queries")
     ax.set_title(f"Per-query {metric} change")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def plot_latency(
@@ -112,11 +113,7 @@ def plot_latency(
     ax.set_ylabel("queries")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def plot_sweep(
@@ -137,11 +134,7 @@ def plot_sweep(
     ax.set_title(f"Hybrid fusion sweep ({metric})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def _img(path: Path) -> str:
@@ -194,28 +187,49 @@ def write_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(list(summaries), indent=2, sort_keys=False), encoding="utf-8")
-    paths["summary"] = summary_path
+    paths = {"summary": summary_path, **_plots(summaries, out, deltas, latencies, metric)}
+    figs = [paths[k] for k in ("ndcg_plot", "delta_plot", "latency_plot") if k in paths]
+    report_path = out / "report.html"
+    report_path.write_text(_html(summaries, figs, title), encoding="utf-8")
+    paths["html"] = report_path
+    return paths
+
+
+def _plots(
+    summaries: Sequence[Mapping[str, Any]],
+    out: Path,
+    deltas: Mapping[str, Sequence[float]] | None,
+    latencies: Mapping[str, Sequence[float]] | None,
+    metric: str,
+) -> dict[str, Path]:
+    """The report's plots that have data: before/after bars, per-query deltas, latencies."""
+    paths: dict[str, Path] = {}
     bars: dict[str, dict[str, float]] = {}
     for s in summaries:
         row = {"stage 1": float(s["stage1"].get(metric, np.nan))}
         if s.get("reranked"):
             row["reranked"] = float(s["reranked"].get(metric, np.nan))
         bars[f"{s['dataset']} ({s.get('retriever', '')})".replace(" ()", "")] = row
-    figs: list[Path] = []
     if bars:
         paths["ndcg_plot"] = plot_ndcg_bars(bars, out / "ndcg_before_after.png", metric=metric.upper())
-        figs.append(paths["ndcg_plot"])
     if deltas and any(len(v) for v in deltas.values()):
         paths["delta_plot"] = plot_delta_histogram(
             {k: v for k, v in deltas.items() if len(v)}, out / "per_query_delta.png", metric=metric.upper()
         )
-        figs.append(paths["delta_plot"])
     if latencies and any(len(v) for v in latencies.values()):
         paths["latency_plot"] = plot_latency(latencies, out / "latency.png")
-        figs.append(paths["latency_plot"])
+    return paths
+
+
+_LIFT_COLUMNS = [
+    "dataset", "metric", "before", "after", "delta", "ci95", "p_value", "helped", "hurt", "unchanged", "queries",
+]
+
+
+def _html(summaries: Sequence[Mapping[str, Any]], figs: Sequence[Path], title: str) -> str:
+    """The report page: metric and lift tables, the plots, and the raw summaries."""
     metric_cols = sorted({k for s in summaries for k in s["stage1"] if "@" in k})
     rows = []
     for s in summaries:
@@ -242,22 +256,7 @@ def write_report(
     if lift_rows:
         parts += [
             "<h2>Lift of reranking (paired bootstrap 95% CI, randomisation p-value)</h2>",
-            _table(
-                lift_rows,
-                [
-                    "dataset",
-                    "metric",
-                    "before",
-                    "after",
-                    "delta",
-                    "ci95",
-                    "p_value",
-                    "helped",
-                    "hurt",
-                    "unchanged",
-                    "queries",
-                ],
-            ),
+            _table(lift_rows, _LIFT_COLUMNS),
         ]
     parts += [
         "<h2>Plots</h2>",
@@ -266,7 +265,4 @@ def write_report(
         html.escape(json.dumps(list(summaries), indent=2)),
         "</pre></body></html>",
     ]
-    report_path = out / "report.html"
-    report_path.write_text("\n".join(parts), encoding="utf-8")
-    paths["html"] = report_path
-    return paths
+    return "\n".join(parts)
