@@ -151,7 +151,7 @@ def eval_cmd(
     from rankfunnel.embed import make_embedder
     from rankfunnel.eval.datasets import load_beir
     from rankfunnel.eval.report import write_report
-    from rankfunnel.eval.runner import dataset_collection, evaluate_dataset, write_trec_run
+    from rankfunnel.eval.runner import dataset_collection, evaluate_dataset
 
     folders = _dataset_dirs(dataset_dirs, datasets)
     ks = parse_ints(k, "--k")
@@ -178,21 +178,8 @@ def eval_cmd(
             n_resamples=resamples,
             show_progress=not quiet,
         )
-        dest = out / ds.name
-        dest.mkdir(parents=True, exist_ok=True)
-        files = [
-            write_trec_run(res.stage1_run, dest / f"{retriever.value}.stage1.trec", tag=f"{retriever.value}")
-        ]
-        if res.reranked_run is not None:
-            files.append(
-                write_trec_run(
-                    res.reranked_run,
-                    dest / f"{retriever.value}.reranked.trec",
-                    tag=f"{retriever.value}+{res.reranker}",
-                )
-            )
         summary = res.summary()
-        summary["run_files"] = [str(f) for f in files]
+        summary["run_files"] = [str(f) for f in _write_runs(res, out / ds.name, retriever.value)]
         if sweep_fusion:
             from rankfunnel.eval.sweep import sweep_fusion as run_sweep
 
@@ -210,6 +197,32 @@ def eval_cmd(
         err_console.print(f"report: {paths['html']}  summary: {paths['summary']}", highlight=False)
     if as_json:
         typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, default=str))
+
+
+def _write_runs(res: Any, dest: Path, retriever: str) -> list[Path]:
+    """TREC run files of stage 1 and (when there is one) the reranked run, under ``dest``."""
+    from rankfunnel.eval.runner import write_trec_run
+
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [write_trec_run(res.stage1_run, dest / f"{retriever}.stage1.trec", tag=retriever)]
+    if res.reranked_run is not None:
+        files.append(
+            write_trec_run(res.reranked_run, dest / f"{retriever}.reranked.trec", tag=f"{retriever}+{res.reranker}")
+        )
+    return files
+
+
+def _dataset_index(
+    dataset: Path, split: str | None, embedder: str, device: str | None, cache_dir: Path, quiet: bool
+) -> tuple[Any, Any]:
+    """A BEIR folder's split and the cached index of its corpus (built on first use)."""
+    from rankfunnel.embed import make_embedder
+    from rankfunnel.eval.datasets import load_beir
+    from rankfunnel.eval.runner import dataset_collection
+
+    ds = load_beir(dataset, pick_split(dataset, split))
+    col = dataset_collection(ds, make_embedder(embedder, device=device), cache_dir=cache_dir, show_progress=not quiet)
+    return ds, col
 
 
 def _queries_for_bench(
@@ -308,16 +321,7 @@ def bench_cmd(
     if (index_dir is None) == (dataset is None):
         raise InvalidInputError("Pass exactly one of --index-dir DIR or --dataset DIR.")
     if dataset is not None:
-        from rankfunnel.embed import make_embedder
-        from rankfunnel.eval.datasets import load_beir
-        from rankfunnel.eval.runner import dataset_collection
-
-        col = dataset_collection(
-            load_beir(dataset, pick_split(dataset, None)),
-            make_embedder(embedder, device=device),
-            cache_dir=cache_dir,
-            show_progress=not quiet,
-        )
+        _, col = _dataset_index(dataset, None, embedder, device, cache_dir, quiet)
     else:
         from rankfunnel.collection import open_collection
 
@@ -385,18 +389,12 @@ def calibrate_cmd(
     The fit goes into calibration.json of the index directory (keyed by reranker name) and, for a local
     model folder, beside the model; `search` and the service read it with load_calibration().
     """
-    from rankfunnel.embed import make_embedder
     from rankfunnel.eval.calibrate import collect_pairs, fit_calibration, save_calibration
-    from rankfunnel.eval.datasets import load_beir
-    from rankfunnel.eval.runner import dataset_collection
     from rankfunnel.rerank import load_reranker
 
     if max_pairs < 2:
         raise InvalidInputError(f"--max-pairs must be >= 2, got {max_pairs}.")
-    ds = load_beir(dataset, pick_split(dataset, split))
-    col = dataset_collection(
-        ds, make_embedder(embedder, device=device), cache_dir=cache_dir, show_progress=not quiet
-    )
+    ds, col = _dataset_index(dataset, split, embedder, device, cache_dir, quiet)
     model = load_reranker(reranker, device=device)
     if model is None:
         raise InvalidInputError("--reranker none has nothing to calibrate: name a reranker model.")
