@@ -307,6 +307,7 @@ def build_tiny_zerank(
     kv_heads: int = 2,
     head_dim: int = 16,
     seed: int = 0,
+    style: str = "zerank",
 ) -> Path:
     """Save a tiny random zerank-2-shaped reranker (real Qwen3 tokenizer, zerank-2 prompt and modules).
 
@@ -318,6 +319,8 @@ def build_tiny_zerank(
         kv_heads: Key/value heads (grouped-query attention).
         head_dim: Size of one head.
         seed: Seed of the random weights.
+        style: ``"zerank"``, or ``"qwen3-reranker"`` for the same shape in the Qwen3-Reranker convention
+            (:func:`build_tiny_qwen3_reranker`).
 
     Returns:
         ``out_dir`` as a Path.
@@ -327,10 +330,9 @@ def build_tiny_zerank(
         >>> path = build_tiny_zerank("/tmp/tiny-zerank")  # doctest: +SKIP
         >>> CrossEncoder(str(path)).predict([("q", "d")])  # doctest: +SKIP
     """
-    torch = _torch()
     return _save(
         out_dir,
-        style="zerank",
+        style=style,
         layers=layers,
         hidden=hidden,
         heads=heads,
@@ -339,39 +341,19 @@ def build_tiny_zerank(
         intermediate=4 * hidden,
         seed=seed,
         init_std=0.1,
-        dtype=torch.float32,
+        dtype=_torch().float32,
     )
 
 
-def build_tiny_qwen3_reranker(
-    out_dir: str | Path,
-    *,
-    layers: int = 2,
-    hidden: int = 64,
-    heads: int = 4,
-    kv_heads: int = 2,
-    head_dim: int = 16,
-    seed: int = 0,
-) -> Path:
+def build_tiny_qwen3_reranker(out_dir: str | Path, **shape: int) -> Path:
     """Save a tiny random Qwen3-Reranker-shaped model (yes=9693 minus no=2152, its instruction prompt).
+
+    ``shape``: the keyword options of :func:`build_tiny_zerank` (``layers``, ``hidden``, ..., ``seed``).
 
     Examples:
         >>> path = build_tiny_qwen3_reranker("/tmp/tiny-qwen3-reranker")  # doctest: +SKIP
     """
-    torch = _torch()
-    return _save(
-        out_dir,
-        style="qwen3-reranker",
-        layers=layers,
-        hidden=hidden,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate=4 * hidden,
-        seed=seed,
-        init_std=0.1,
-        dtype=torch.float32,
-    )
+    return build_tiny_zerank(out_dir, style="qwen3-reranker", **shape)
 
 
 def build_qwen3_shaped(
