@@ -218,8 +218,6 @@ def run_bench(
         >>> res = run_bench(pipe, ["red car", "blue boat"], warmup=0, sustained_s=0)  # doctest: +SKIP
         >>> res.total_ms["p50"]  # doctest: +SKIP
     """
-    from rankfunnel.progress import progress
-
     queries = [q for q in queries if isinstance(q, str) and q.strip()]
     if len(queries) <= warmup:
         raise InvalidInputError(
@@ -227,6 +225,50 @@ def run_bench(
         )
     if hourly_cost is not None and hourly_cost < 0:
         raise InvalidInputError(f"--hourly-cost must be >= 0, got {hourly_cost}.")
+    lat, pairs, reranked = _time_queries(pipeline, queries, top_k, top_n, retriever, warmup, show_progress)
+    reranker = getattr(pipeline, "reranker", None)
+    throughput: list[dict[str, float]] = []
+    sustained: dict[str, float] = {}
+    if reranker is not None and pairs:
+        throughput = rerank_throughput(reranker, pairs, batch_sizes, repeats=repeats)
+        if sustained_s > 0:
+            sustained = sustained_throughput(reranker, pairs, seconds=sustained_s)
+    total = percentiles(lat["total"])
+    cost = hourly_cost / 3600.0 * 1000.0 * total["mean"] / 1e3 if hourly_cost is not None else None
+    return BenchResult(
+        reranker=getattr(reranker, "name", None),
+        retriever=retriever or pipeline.retriever,
+        top_k=top_k,
+        top_n=top_n,
+        queries=len(lat["total"]),
+        stage1_ms=percentiles(lat["stage1"]),
+        rerank_ms=percentiles(lat["rerank"]),
+        total_ms=total,
+        throughput=throughput,
+        sustained=sustained,
+        memory=peak_memory_mb(),
+        hourly_cost=hourly_cost,
+        cost_per_1k_queries=cost,
+        environment={**_environment(), "reranked_queries": reranked},
+    )
+
+
+def _time_queries(
+    pipeline: Any,
+    queries: Sequence[str],
+    top_k: int,
+    top_n: int,
+    retriever: str | None,
+    warmup: int,
+    show_progress: bool,
+) -> tuple[dict[str, list[float]], list[tuple[str, str]], int]:
+    """Time every query; the first ``warmup`` ones are run but not timed.
+
+    Returns per-stage latencies (ms), up to ~2,000 (query, document) pairs from real stage-1 candidates for
+    the throughput runs, and how many timed queries were reranked.
+    """
+    from rankfunnel.progress import progress
+
     sync = _cuda_sync()
     lat: dict[str, list[float]] = {"stage1": [], "rerank": [], "total": []}
     pairs: list[tuple[str, str]] = []
@@ -244,36 +286,15 @@ def run_bench(
             if len(pairs) < 2000:
                 pairs += [(q, h.document.content) for h in res.hits if h.document is not None]
             bar.advance()
-    reranker = getattr(pipeline, "reranker", None)
-    throughput: list[dict[str, float]] = []
-    sustained: dict[str, float] = {}
-    if reranker is not None and pairs:
-        throughput = rerank_throughput(reranker, pairs, batch_sizes, repeats=repeats)
-        if sustained_s > 0:
-            sustained = sustained_throughput(reranker, pairs, seconds=sustained_s)
-    total = percentiles(lat["total"])
-    cost = hourly_cost / 3600.0 * 1000.0 * total["mean"] / 1e3 if hourly_cost is not None else None
+    return lat, pairs, reranked
+
+
+def _environment() -> dict[str, Any]:
+    """The machine the numbers come from: CPUs, load, torch threads, CUDA."""
     torch = sys.modules.get("torch")
-    env = {
+    return {
         "cpus": os.cpu_count(),
         "loadavg_1m": os.getloadavg()[0],
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "cuda": bool(torch is not None and torch.cuda.is_available()),
-        "reranked_queries": reranked,
     }
-    return BenchResult(
-        reranker=getattr(reranker, "name", None),
-        retriever=retriever or pipeline.retriever,
-        top_k=top_k,
-        top_n=top_n,
-        queries=len(lat["total"]),
-        stage1_ms=percentiles(lat["stage1"]),
-        rerank_ms=percentiles(lat["rerank"]),
-        total_ms=total,
-        throughput=throughput,
-        sustained=sustained,
-        memory=peak_memory_mb(),
-        hourly_cost=hourly_cost,
-        cost_per_1k_queries=cost,
-        environment=env,
-    )
