@@ -281,27 +281,25 @@ class MilvusCollection(MilvusSearchMixin):
         batch is written; earlier batches stay committed (so an interrupted run can resume). Memory stays
         bounded by one batch: duplicates across batches are found in Milvus, not in a client-side set.
         """
-        from tqdm.auto import tqdm
+        import sys
+
+        from rankfunnel.progress import progress
 
         written = 0
         batch: list[Document] = []
-        bar = tqdm(
-            desc=f"milvus {self.name}",
-            unit="doc",
-            disable=not show_progress if show_progress is not None else None,
-        )
+        show = show_progress if show_progress is not None else sys.stderr.isatty()
         try:
-            for doc in docs:
-                batch.append(doc)
-                if len(batch) >= self.batch_size:
+            with progress(f"milvus {self.name} (documents)", enabled=show) as bar:
+                for doc in docs:
+                    batch.append(doc)
+                    if len(batch) >= self.batch_size:
+                        written += self._write(batch, upsert)
+                        bar.advance(len(batch))
+                        batch = []
+                if batch:
                     written += self._write(batch, upsert)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                written += self._write(batch, upsert)
-                bar.update(len(batch))
+                    bar.advance(len(batch))
         finally:
-            bar.close()
             if written:
                 self._local_bm25.invalidate()
         return written

@@ -165,10 +165,10 @@ class FaissIndex:
             if len(keys):
                 self._index.add_with_ids(vectors, keys)
             return
-        from tqdm.auto import tqdm  # building a large HNSW graph takes minutes: show it
+        from rankfunnel.progress import track  # building a large HNSW graph takes minutes: show it
 
         step = 20_000
-        for start in tqdm(range(0, len(keys), step), desc="HNSW graph", unit="chunk", leave=False):
+        for start in track(range(0, len(keys), step), "HNSW graph (chunks)"):
             self._index.add_with_ids(vectors[start:start + step], keys[start:start + step])
 
     def _become_hnsw(self) -> None:
