@@ -264,11 +264,7 @@ class Pipeline:
         return results
 
     def _stage1(self, queries: list[str], k: int, retriever: str, filter: Filter | None) -> list[list[Hit]]:
-        batched = getattr(self.collection, "search_many", None)
-        if batched is not None and len(queries) > 1:
-            out = batched(queries, k=k, retriever=retriever, filter=filter)
-        else:
-            out = [self.collection.search(q, k=k, retriever=retriever, filter=filter) for q in queries]
+        out = self.collection.search_many(queries, k=k, retriever=retriever, filter=filter)
         return [list(h) for h in out]
 
     def _rerank(

@@ -34,6 +34,7 @@ MAX_K = 16_384
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 MAX_FILTER_KEY = 128
 _SCALARS = (str, int, float, bool)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_text(value: Any, *, field: str, allow_empty: bool = False) -> str:
@@ -128,10 +129,17 @@ def check_filter(filter: Any) -> Mapping[str, Any] | None:
 
 
 def check_id(value: Any, *, field: str = "id") -> str:
-    """A document id: a non-blank, encodable string."""
+    """A document id: a non-blank, encodable string without control characters."""
     if not isinstance(value, str):
         raise InvalidInputError(f"{field} must be a string, got {type(value).__name__} ({value!r}).")
-    return check_text(value, field=field)
+    check_text(value, field=field)
+    bad = _CONTROL.search(value)
+    if bad:
+        # every backend must be able to name the id again (Milvus expressions cannot carry these characters)
+        raise InvalidInputError(
+            f"{field} {value[:40]!r} holds the control character {bad.group()!r}; ids must be printable text."
+        )
+    return value
 
 
 def check_ids(ids: Any, *, verb: str) -> list[str]:
@@ -175,7 +183,7 @@ def check_document(item: Any, i: int = 0) -> Document:
         raise InvalidInputError(
             f"Document #{i} has an empty or non-string id ({item.id!r}); ids must be non-empty strings."
         )
-    check_text(item.id, field=f"Document #{i} id")
+    check_id(item.id, field=f"Document #{i} id")
     check_text(item.title, field=f"Document {item.id!r} title", allow_empty=True)
     check_text(item.text, field=f"Document {item.id!r} text", allow_empty=True)
     check_metadata(item.metadata, field=f"Document {item.id!r} metadata")

@@ -62,6 +62,9 @@ class MemoryCollection:
             for r, (s, d) in enumerate(scored[:k])
         ]
 
+    def search_many(self, queries: Sequence[str], **kw: Any) -> list[list[Hit]]:
+        return [self.search(q, **kw) for q in queries]
+
     def __len__(self) -> int:
         return len(self.docs)
 

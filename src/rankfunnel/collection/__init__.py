@@ -1,8 +1,12 @@
 """Collections: :func:`open_collection` picks a backend; :class:`LocalCollection` is the embedded default.
 
+Every backend satisfies :class:`rankfunnel.protocols.Collection` (one contract suite checks them all):
+
 - :class:`LocalCollection` (``rankfunnel.collection.local``): an index directory with SQLite documents, a Faiss
   index and a BM25 index; exact or HNSW search, metadata filters, hybrid fusion, atomic writes.
 - ``MilvusCollection`` (``rankfunnel.collection.milvus``, extra ``milvus``): Milvus Lite files and Milvus servers.
+- :class:`MemoryCollection` (``rankfunnel.collection.memory``): in memory, deterministic, no Faiss or SQLite;
+  the fake for tests and examples.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from typing import Any
 
 from rankfunnel.collection.local import LocalCollection
 from rankfunnel.collection.local_files import DOCS, MANIFEST
+from rankfunnel.collection.memory import MemoryCollection
 from rankfunnel.errors import InvalidInputError, OptionalDependencyError
 from rankfunnel.index.faiss import IndexConfig
-from rankfunnel.protocols import Embedder
+from rankfunnel.protocols import Collection, Embedder
 
-__all__ = ["LocalCollection", "open_collection"]
+__all__ = ["LocalCollection", "MemoryCollection", "open_collection"]
 
 
 def _looks_like_milvus(target: str) -> bool:
@@ -34,7 +39,7 @@ def open_collection(
     embedder: Embedder | None = None,
     create: bool = False,
     **opts: Any,
-) -> Any:
+) -> Collection:
     """Open (or, with ``create=True``, open-or-create) a collection.
 
     Args:

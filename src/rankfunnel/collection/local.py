@@ -26,10 +26,19 @@ from typing import Any
 
 import numpy as np
 
+from rankfunnel.collection.base import (
+    CollectionMixin,
+    already_stored,
+    check_unique_ids,
+    hybrid_depth,
+    not_found,
+    rank_runs,
+    ranked,
+    to_hits,
+)
 from rankfunnel.collection.local_files import DOCS, FORMAT_VERSION, MANIFEST, IndexFiles
 from rankfunnel.embed import check_same_embedder, embedder_from_name
 from rankfunnel.errors import (
-    DocumentNotFoundError,
     IndexCorruptError,
     IndexMismatchError,
     InvalidInputError,
@@ -45,12 +54,7 @@ from rankfunnel.validate import check_count, check_document, check_filter, check
 log = logging.getLogger(__name__)
 
 
-def _ranked(run: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Score descending, then id: the same order whatever order the index returned ties in."""
-    return sorted(run, key=lambda item: (-item[1], item[0]))
-
-
-class LocalCollection:
+class LocalCollection(CollectionMixin):
     """Documents in an index directory, searched densely (Faiss), lexically (BM25) or both (fused).
 
     Build one with :meth:`create` or :meth:`open` (or :func:`open_collection`), not the constructor.
@@ -216,12 +220,6 @@ class LocalCollection:
     def close(self) -> None:
         self._store.close()
 
-    def __enter__(self) -> LocalCollection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"LocalCollection({str(self.path)!r}, embedder={self._embedder_name!r}, docs={len(self)})"
 
@@ -307,20 +305,11 @@ class LocalCollection:
         items = [check_document(d, i) for i, d in enumerate(docs)]
         if not items:
             return 0
-        ids = [d.id for d in items]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dups = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-            raise InvalidInputError(
-                f"Duplicate ids in one batch: {dups[:10]}. Each id may appear once per add."
-            )
+        ids = check_unique_ids(items)
         if not upsert:
             clash = self._store.existing(ids)
             if clash:
-                raise InvalidInputError(
-                    f"{len(clash)} ids are already stored (e.g. {sorted(clash)[:5]}); "
-                    "pass upsert=True to replace them, or delete them first."
-                )
+                raise already_stored(clash)
         vectors = self._encode([d.content for d in items], show_progress)
         with self._lock:
             self._sync()
@@ -332,10 +321,6 @@ class LocalCollection:
                 gen = self._store.bump_generation(conn)
             self._after_commit(gen, reload, old, keys, vectors)
         return len(items)
-
-    def upsert(self, docs: Iterable[Document], *, show_progress: bool | None = None) -> int:
-        """``add(docs, upsert=True)``: insert new ids, replace existing ones."""
-        return self.add(docs, upsert=True, show_progress=show_progress)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id, all or none.
@@ -350,10 +335,7 @@ class LocalCollection:
             self._sync()
             missing = sorted(set(wanted) - self._store.existing(wanted))
             if missing:
-                raise DocumentNotFoundError(
-                    f"{len(missing)} ids are not in the collection: {missing[:10]}. "
-                    "Nothing was deleted; check the ids (collection.ids())."
-                )
+                raise not_found(missing, "the collection", deleting=True)
             with self._store.transaction() as conn:
                 reload = self._store.generation != self._generation
                 old = self._store.delete_ids(conn, wanted)
@@ -394,7 +376,7 @@ class LocalCollection:
         found = self._store.docs_by_ids(list(dict.fromkeys(ids)))
         missing = [i for i in dict.fromkeys(ids) if i not in found]
         if missing:
-            raise DocumentNotFoundError(f"{len(missing)} ids are not in the collection: {missing[:10]}.")
+            raise not_found(missing, "the collection")
         return [found[i] for i in ids]
 
     def info(self) -> dict[str, Any]:
@@ -412,32 +394,6 @@ class LocalCollection:
                 "vectors": len(self._faiss),
                 "generation": self._generation,
             }
-
-    def search(
-        self,
-        query: str,
-        *,
-        k: int = 100,
-        retriever: str = "dense",
-        filter: Mapping[str, Any] | None = None,
-        fusion: FusionConfig | None = None,
-    ) -> list[Hit]:
-        """Stage-1 search: the top ``k`` hits (all matching documents when there are fewer).
-
-        Args:
-            query: Non-empty text.
-            k: Hits to return (>= 1).
-            retriever: ``dense``, ``bm25`` or ``hybrid``.
-            filter: Metadata equality filter, e.g. ``{"lang": "en"}``; a list value matches any item.
-            fusion: Override the collection's fusion settings for hybrid.
-
-        Raises:
-            InvalidInputError: empty query, k < 1, unknown retriever, or an empty collection.
-
-        Examples:
-            >>> col.search("apples", k=5, retriever="hybrid", filter={"lang": "en"})  # doctest: +SKIP
-        """
-        return self.search_many([query], k=k, retriever=retriever, filter=filter, fusion=fusion)[0]
 
     def search_many(
         self,
@@ -471,7 +427,7 @@ class LocalCollection:
             allowed = self._store.keys_matching(filter) if filter else None
             if allowed is not None and allowed.size == 0:
                 return [[] for _ in qs]
-            depth = min(int(k) * cfg.candidates, n) if retriever == "hybrid" else int(k)
+            depth = hybrid_depth(k, retriever, cfg, n)
             dense = self._faiss.search(qvecs, depth, allowed) if qvecs is not None else None
             lexical = (
                 [self._lexical().search(q, depth, allowed) for q in qs] if retriever != "dense" else None
@@ -483,14 +439,9 @@ class LocalCollection:
             rankings = []
             for i in range(len(qs)):
                 # a key the store no longer holds (never expected: caches are rebuilt when stale) is skipped
-                d = _ranked([(id_of[key], s) for key, s in (dense[i] if dense else []) if key in id_of])
-                b = _ranked([(id_of[key], s) for key, s in (lexical[i] if lexical else []) if key in id_of])
-                rankings.append((cfg.fuse(d, b) if retriever == "hybrid" else (d or b))[:k])
+                d = ranked((id_of[key], s) for key, s in (dense[i] if dense else []) if key in id_of)
+                b = ranked((id_of[key], s) for key, s in (lexical[i] if lexical else []) if key in id_of)
+                rankings.append(rank_runs(d, b, retriever, cfg, k))
             docs = self._store.docs_by_keys(sorted({key_of[d] for r in rankings for d, _ in r}))
-        return [
-            [
-                Hit(id=doc_id, rank=r, score=s, stage1_rank=r, stage1_score=s, document=docs[key_of[doc_id]])
-                for r, (doc_id, s) in enumerate(ranking, start=1)
-            ]
-            for ranking in rankings
-        ]
+        by_id = {doc_id: docs[key] for doc_id, key in key_of.items() if key in docs}
+        return [to_hits(ranking, by_id) for ranking in rankings]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rankfunnel._optional import require
+from rankfunnel.collection.base import already_stored, check_unique_ids, not_found
 from rankfunnel.collection.milvus_schema import build_schema, doc_from_row, resolve_uri
 from rankfunnel.collection.milvus_search import OUT_FIELDS, MilvusSearchMixin
 from rankfunnel.collection.milvus_support import (
@@ -35,7 +36,7 @@ from rankfunnel.collection.milvus_support import (
     ids_expression,
 )
 from rankfunnel.embed import check_same_embedder
-from rankfunnel.errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError, RankfunnelError
+from rankfunnel.errors import IndexMismatchError, InvalidInputError, RankfunnelError
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.protocols import Embedder
 from rankfunnel.types import Document
@@ -126,54 +127,55 @@ class MilvusCollection(MilvusSearchMixin):
         self._device = device
         index = index_type.upper()
         build = dict(index_params or {})
-        self.search_params = dict(search_params or {})
         if index == "HNSW":
             build = {"M": hnsw_m, "efConstruction": ef_construction, **build}
+        self.search_params = dict(search_params or {})
         if ef_search is not None:
             self.search_params.setdefault("ef", ef_search)
         self._pm = require("pymilvus", "milvus")
         self.uri, self._lite_path = resolve_uri(uri, create)
         self._client = self._connect(token)
-        exists = self._call(lambda: self._client.has_collection(self.name), "check the collection")
-        if not exists:
-            if not create:
-                self.close()
-                raise InvalidInputError(
-                    f"Milvus at {self.uri} has no collection {self.name!r}. Create it first "
-                    "(rankfunnel index ... --backend milvus, or create=True), or pass the right --collection."
-                )
-            if embedder is None:
-                from rankfunnel.embed import SentenceTransformerEmbedder
-
-                embedder = SentenceTransformerEmbedder(device=device)
-            for native in [True, False] if bm25 == "auto" else [bm25 == "milvus"]:
-                schema, ip = build_schema(self._pm, self._client, embedder.dim, index, build, native)
-                props = {
-                    "rankfunnel.embedder": embedder.name,
-                    "rankfunnel.index": index,
-                    "rankfunnel.schema": "1",
-                }
-                try:
-                    self._client.create_collection(
-                        self.name,
-                        schema=schema,
-                        index_params=ip,
-                        properties=props,
-                        consistency_level="Strong",
+        try:  # from here on, a failure closes the client (and the Lite server) before it propagates
+            if not self._call(lambda: self._client.has_collection(self.name), "check the collection"):
+                if not create:
+                    raise InvalidInputError(
+                        f"Milvus at {self.uri} has no collection {self.name!r}. Create it first (rankfunnel "
+                        "index ... --backend milvus, or create=True), or pass the right --collection."
                     )
-                    break
-                except Exception as exc:
-                    if native and bm25 == "auto":
-                        continue  # server without BM25 functions (Milvus < 2.5): use bm25s over stored text
-                    self.close()
-                    raise MilvusBackendError(
-                        f"Milvus at {self.uri} could not create {self.name!r}: {exc}"
-                    ) from exc
+                if embedder is None:
+                    from rankfunnel.embed import SentenceTransformerEmbedder
+
+                    embedder = SentenceTransformerEmbedder(device=device)
+                self._create(embedder, index, build, bm25)
+            self._adopt(embedder, index, bm25)
+            # Searches need the collection loaded; a no-op when it already is (a reopened Lite file is released).
+            self._call(lambda: self._client.load_collection(self.name), "load the collection")
+        except BaseException:
+            self.close()
+            raise
+        self._local_bm25 = LocalBM25(self._iter_texts)
+
+    def _create(self, embedder: Embedder, index: str, build: dict[str, Any], bm25: str) -> None:
+        """Create the collection; with ``bm25="auto"``, without the BM25 function where the server lacks it."""
+        props = {"rankfunnel.embedder": embedder.name, "rankfunnel.index": index, "rankfunnel.schema": "1"}
+        for native in [True, False] if bm25 == "auto" else [bm25 == "milvus"]:
+            schema, ip = build_schema(self._pm, self._client, embedder.dim, index, build, native)
+            try:
+                self._client.create_collection(
+                    self.name, schema=schema, index_params=ip, properties=props, consistency_level="Strong"
+                )
+                return
+            except Exception as exc:
+                if native and bm25 == "auto":
+                    continue  # server without BM25 functions (Milvus < 2.5): use bm25s over stored text
+                raise MilvusBackendError(f"Milvus at {self.uri} could not create {self.name!r}: {exc}") from exc
+
+    def _adopt(self, embedder: Embedder | None, index: str, bm25: str) -> None:
+        """Read the collection's recorded embedder, dimension, index and BM25 function; check ``embedder``."""
         desc = self._call(lambda: self._client.describe_collection(self.name), "describe the collection")
         props = desc.get("properties") or {}
         fields = {f["name"]: f for f in desc.get("fields", [])}
         if "vector" not in fields or "content" not in fields or "rankfunnel.embedder" not in props:
-            self.close()
             raise IndexMismatchError(
                 f"Milvus collection {self.name!r} at {self.uri} was not created by rankfunnel (no 'vector'/"
                 "'content' fields or embedder record). Choose another --collection name."
@@ -182,7 +184,6 @@ class MilvusCollection(MilvusSearchMixin):
         self.embedder_name = str(props["rankfunnel.embedder"])
         self.index_type = str(props.get("rankfunnel.index", index))
         if embedder is not None and (embedder.name != self.embedder_name or embedder.dim != self.dim):
-            self.close()
             raise IndexMismatchError(
                 f"Milvus collection {self.name!r} was built with embedder {self.embedder_name!r} "
                 f"(dim {self.dim}), but {embedder.name!r} (dim {embedder.dim}) was given. Use the same "
@@ -193,15 +194,11 @@ class MilvusCollection(MilvusSearchMixin):
             str(f.get("type")).endswith("BM25") or f.get("type") == 1 for f in desc.get("functions", [])
         )
         if bm25 == "milvus" and not native:
-            self.close()
             raise MilvusBackendError(
                 f"Milvus at {self.uri} has no BM25 function on {self.name!r}; "
                 "use bm25='auto' or 'local' (bm25s over the stored text)."
             )
         self.bm25_mode = "milvus" if native and bm25 != "local" else "local"
-        self._local_bm25 = LocalBM25(self._iter_texts)
-        # Searches need the collection loaded; a no-op when it already is (a reopened Lite file is released).
-        self._call(lambda: self._client.load_collection(self.name), "load the collection")
 
     # -- connection -------------------------------------------------------------------------------------
     def _connect(self, token: str) -> Any:
@@ -247,12 +244,6 @@ class MilvusCollection(MilvusSearchMixin):
                     except ImportError:  # pragma: no cover - an old milvus-lite without one
                         return
                     server_manager_instance.release_server(self._lite_path)
-
-    def __enter__(self) -> MilvusCollection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def drop(self) -> None:
         """Delete the whole collection from Milvus (irreversible) and close."""
@@ -306,26 +297,16 @@ class MilvusCollection(MilvusSearchMixin):
 
     def _write(self, batch: list[Document], upsert: bool) -> int:
         batch = [check_document(d, i) for i, d in enumerate(batch)]
-        seen: set[str] = set()
+        ids = check_unique_ids(batch)
         for d in batch:
             check_sizes(d.id, d.title, d.content)
-            if d.id in seen:
-                raise InvalidInputError(
-                    f"Document id {d.id!r} appears twice in one batch of add(); ids must be unique."
-                )
-            seen.add(d.id)
         if not upsert:
-            ids = [d.id for d in batch]
             found = self._call(
                 lambda: self._client.query(self.name, filter=ids_expression(ids), output_fields=["id"]),
                 "check existing ids",
             )
             if found:
-                dup = sorted(r["id"] for r in found)
-                raise InvalidInputError(
-                    f"{len(dup)} ids already exist in {self.name!r} (e.g. {dup[:3]}); pass "
-                    "upsert=True (CLI: --upsert) to replace them."
-                )
+                raise already_stored(str(r["id"]) for r in found)
         vectors = self.embedder.encode([d.content for d in batch])
         rows = [
             {"id": d.id, "vector": v, "title": d.title, "content": d.content, "metadata": dict(d.metadata)}
@@ -334,10 +315,6 @@ class MilvusCollection(MilvusSearchMixin):
         op = self._client.upsert if upsert else self._client.insert
         self._call(lambda: op(self.name, rows), "write documents")
         return len(rows)
-
-    def upsert(self, docs: Iterable[Document], *, show_progress: bool | None = None) -> int:
-        """Insert or replace documents by id."""
-        return self.add(docs, upsert=True, show_progress=show_progress)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id, all or none (the same contract as the faiss backend).
@@ -351,10 +328,9 @@ class MilvusCollection(MilvusSearchMixin):
         present = {d.id for d in self._fetch(wanted, fields=["id"])}
         missing = [i for i in wanted if i not in present]
         if missing:
-            raise DocumentNotFoundError(
-                f"{len(missing)} ids are not in Milvus collection {self.name!r}: {missing[:10]}. Nothing was "
-                "deleted; check the ids (collection.ids()).")
-        self._call(lambda: self._client.delete(self.name, ids=wanted), "delete documents")
+            raise not_found(missing, f"Milvus collection {self.name!r}", deleting=True)
+        # by an escaped expression: pymilvus' ids= form splices ids into the expression unescaped
+        self._call(lambda: self._client.delete(self.name, filter=ids_expression(wanted)), "delete documents")
         self._local_bm25.invalidate()
         return len(wanted)
 
@@ -365,7 +341,9 @@ class MilvusCollection(MilvusSearchMixin):
         for s in range(0, len(ids), 1000):
             chunk = list(ids[s : s + 1000])
             rows = self._call(
-                lambda c=chunk: self._client.get(self.name, ids=c, output_fields=fields),  # type: ignore[misc]
+                lambda c=chunk: self._client.query(  # type: ignore[misc]
+                    self.name, filter=ids_expression(c), output_fields=fields
+                ),
                 "read documents",
             )
             out += [doc_from_row(r) for r in rows]
@@ -377,10 +355,7 @@ class MilvusCollection(MilvusSearchMixin):
         by_id = {d.id: d for d in self._fetch(list(dict.fromkeys(ids)))}
         missing = [i for i in ids if i not in by_id]
         if missing:
-            raise DocumentNotFoundError(
-                f"{len(missing)} ids are not in Milvus collection {self.name!r}: "
-                f"{missing[:5]}. Check the ids or re-index."
-            )
+            raise not_found(missing, f"Milvus collection {self.name!r}")
         return [by_id[i] for i in ids]
 
     def _iter_texts(self) -> Iterator[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from rankfunnel.collection.base import CollectionMixin, ranked, to_hits
 from rankfunnel.collection.milvus_schema import doc_from_row
 from rankfunnel.collection.milvus_support import LocalBM25, filter_expression
 from rankfunnel.errors import InvalidInputError
@@ -17,7 +18,7 @@ T = TypeVar("T")
 OUT_FIELDS = ["title", "content", "metadata"]
 
 
-class MilvusSearchMixin:
+class MilvusSearchMixin(CollectionMixin):
     """Search methods; the collection class provides the client, the embedder and the helpers below."""
 
     name: str
@@ -43,22 +44,6 @@ class MilvusSearchMixin:
         raise NotImplementedError
 
     # -- search -----------------------------------------------------------------------------------------
-    def search(
-        self,
-        query: str,
-        *,
-        k: int = 100,
-        retriever: str = "dense",
-        filter: Filter | None = None,
-        fusion: FusionConfig | None = None,
-    ) -> list[Hit]:
-        """Top-``k`` hits for one query (see :meth:`search_many`).
-
-        Examples:
-            >>> col.search("apples", k=5, retriever="hybrid", filter={"lang": "en"})  # doctest: +SKIP
-        """
-        return self.search_many([query], k=k, retriever=retriever, filter=filter, fusion=fusion)[0]
-
     def search_many(
         self,
         queries: Sequence[str],
@@ -188,34 +173,18 @@ class MilvusSearchMixin:
         return self._local_bm25.search(queries, k, allowed)
 
     def _hits(self, rows: Iterable[dict[str, Any]], bm25: bool = False) -> list[Hit]:
-        hits = []
-        for r, row in enumerate(rows, start=1):
-            # Milvus Lite reports BM25 as a negated distance, a Milvus server as a positive score: both rank
-            # best first, and BM25 scores are never negative, so abs() gives the score on both.
-            score = abs(float(row["distance"])) if bm25 else float(row["distance"])
+        # Milvus Lite reports BM25 as a negated distance, a Milvus server as a positive score: both rank
+        # best first, and BM25 scores are never negative, so abs() gives the score on both.
+        scored = [(str(row["id"]), abs(float(row["distance"])) if bm25 else float(row["distance"]), row)
+                  for row in rows]
+        docs = {}
+        for doc_id, _, row in scored:
             ent = dict(row.get("entity") or {})
             ent["id"] = row["id"]
-            hits.append(
-                Hit(
-                    id=str(row["id"]),
-                    rank=r,
-                    score=score,
-                    stage1_rank=r,
-                    stage1_score=score,
-                    document=doc_from_row(ent),
-                )
-            )
-        return hits
+            docs[doc_id] = doc_from_row(ent)
+        return to_hits(ranked((doc_id, score) for doc_id, score, _ in scored), docs)  # ties: by id
 
     def _from_scores(self, lists: list[list[tuple[str, float]]]) -> list[list[Hit]]:
         docs = {d.id: d for d in self._fetch(list(dict.fromkeys(i for lst in lists for i, _ in lst)))}
-        out = []
-        for lst in lists:
-            kept = [(i, s) for i, s in lst if i in docs]  # an id deleted since the BM25 cache was built
-            out.append(
-                [
-                    Hit(id=i, rank=r, score=s, stage1_rank=r, stage1_score=s, document=docs[i])
-                    for r, (i, s) in enumerate(kept, start=1)
-                ]
-            )
-        return out
+        # an id deleted since the BM25 cache was built is skipped
+        return [to_hits([(i, s) for i, s in lst if i in docs], docs) for lst in lists]

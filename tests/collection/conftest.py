@@ -1,4 +1,5 @@
-"""Fixtures of the scale tests: a real `milvus-lite server` process on loopback, and collection factories."""
+"""Fixtures of the Collection contract suite: one factory per backend (memory, faiss, Milvus Lite, and a real
+`milvus-lite server` process on loopback reached over gRPC)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-BACKENDS = ["faiss", "milvus-lite", "milvus-server"]
+BACKENDS = ["memory", "faiss", "milvus-lite", "milvus-server"]
 _names = itertools.count()
 
 
@@ -78,10 +79,14 @@ def make_collection(
     made: list[Any] = []
 
     def make(embedder: Any, **opts: Any) -> Any:
-        if backend == "faiss":
+        if backend == "memory":
+            from rankfunnel.collection import MemoryCollection
+
+            col: Any = MemoryCollection(embedder, **opts)
+        elif backend == "faiss":
             from rankfunnel.collection import LocalCollection
 
-            col: Any = LocalCollection.create(tmp_path / f"faiss{len(made)}", embedder, **opts)
+            col = LocalCollection.create(tmp_path / f"faiss{len(made)}", embedder, **opts)
         else:
             pytest.importorskip("pymilvus")
             pytest.importorskip("milvus_lite")
