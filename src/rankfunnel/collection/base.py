@@ -16,21 +16,21 @@ from typing import Any, Self
 from rankfunnel.errors import DocumentNotFoundError, InvalidInputError
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.types import Document, Hit
+from rankfunnel.validate import check_count, check_filter, check_ids, check_queries, check_retriever
 
 
 class CollectionMixin:
-    """``search``, ``upsert``, ``with`` on top of ``search_many``, ``add`` and ``close``."""
+    """The public forms of the contract, on top of a backend's ``add``, ``close`` and the hooks below.
 
-    def search_many(
-        self,
-        queries: Sequence[str],
-        *,
-        k: int = 100,
-        retriever: str = "dense",
-        filter: Mapping[str, Any] | None = None,
-        fusion: FusionConfig | None = None,
-    ) -> list[list[Hit]]:  # pragma: no cover - every backend implements it
-        raise NotImplementedError
+    Every search, ``get`` and ``delete`` is validated here (:mod:`rankfunnel.validate`) before the backend
+    sees it, so the checks and messages are the same on every backend. A backend implements
+    ``_search_many`` (queries already checked, ``fusion`` resolved), ``_documents`` (the stored ones among
+    some ids) and ``_delete`` (unique ids; all or none).
+    """
+
+    fusion: FusionConfig
+    #: How messages name the collection ("the collection", "Milvus collection 'x'").
+    _where: str = "the collection"
 
     def add(
         self, docs: Iterable[Document], *, upsert: bool = False, show_progress: bool | None = None
@@ -38,6 +38,17 @@ class CollectionMixin:
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - every backend implements it
+        raise NotImplementedError
+
+    def _search_many(
+        self, queries: list[str], k: int, retriever: str, filter: Mapping[str, Any] | None, fusion: FusionConfig
+    ) -> list[list[Hit]]:  # pragma: no cover - every backend implements it
+        raise NotImplementedError
+
+    def _documents(self, ids: list[str]) -> dict[str, Document]:  # pragma: no cover - every backend has it
+        raise NotImplementedError
+
+    def _delete(self, ids: list[str]) -> int:  # pragma: no cover - every backend implements it
         raise NotImplementedError
 
     def search(
@@ -68,9 +79,46 @@ class CollectionMixin:
         """
         return self.search_many([query], k=k, retriever=retriever, filter=filter, fusion=fusion)[0]
 
+    def search_many(
+        self,
+        queries: Sequence[str],
+        *,
+        k: int = 100,
+        retriever: str = "dense",
+        filter: Mapping[str, Any] | None = None,
+        fusion: FusionConfig | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`search` for many queries at once (one batched embedding, one request per retriever)."""
+        qs = check_queries(queries)
+        k = check_count(k, field="k")
+        retriever = check_retriever(retriever)
+        filter = check_filter(filter)
+        if not qs:
+            return []
+        return self._search_many(qs, k, retriever, filter, fusion or self.fusion)
+
     def upsert(self, docs: Iterable[Document], *, show_progress: bool | None = None) -> int:
         """``add(docs, upsert=True)``: insert new ids, replace existing ones."""
         return self.add(docs, upsert=True, show_progress=show_progress)
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """Documents by id, in the order asked; raises DocumentNotFoundError naming missing ids."""
+        wanted = check_ids(ids, verb="get")
+        unique = list(dict.fromkeys(wanted))
+        found = self._documents(unique) if unique else {}
+        missing = [i for i in unique if i not in found]
+        if missing:
+            raise not_found(missing, self._where)
+        return [found[i] for i in wanted]
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete documents by id, all or none; returns how many were deleted.
+
+        Raises:
+            DocumentNotFoundError: some ids are not stored (they are named); nothing is deleted then.
+        """
+        wanted = list(dict.fromkeys(check_ids(ids, verb="delete")))
+        return self._delete(wanted) if wanted else 0
 
     def __enter__(self) -> Self:
         return self

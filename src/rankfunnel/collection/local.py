@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from rankfunnel.lexical import BM25Index
 from rankfunnel.protocols import Embedder
 from rankfunnel.store import DocStore
 from rankfunnel.types import Document, Hit
-from rankfunnel.validate import check_count, check_document, check_filter, check_ids, check_queries, check_retriever
+from rankfunnel.validate import check_document
 
 log = logging.getLogger(__name__)
 
@@ -322,27 +322,19 @@ class LocalCollection(CollectionMixin):
             self._after_commit(gen, reload, old, keys, vectors)
         return len(items)
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Delete documents by id, all or none.
-
-        Raises:
-            DocumentNotFoundError: some ids are not stored (they are named); nothing is deleted then.
-        """
-        wanted = list(dict.fromkeys(check_ids(ids, verb="delete")))
-        if not wanted:
-            return 0
+    def _delete(self, ids: list[str]) -> int:
         with self._lock:
             self._sync()
-            missing = sorted(set(wanted) - self._store.existing(wanted))
+            missing = sorted(set(ids) - self._store.existing(ids))
             if missing:
-                raise not_found(missing, "the collection", deleting=True)
+                raise not_found(missing, self._where, deleting=True)
             with self._store.transaction() as conn:
                 reload = self._store.generation != self._generation
-                old = self._store.delete_ids(conn, wanted)
+                old = self._store.delete_ids(conn, ids)
                 gen = self._store.bump_generation(conn)
             empty = np.zeros(0, dtype=np.int64)
             self._after_commit(gen, reload, old, empty, np.zeros((0, self.dim), dtype=np.float32))
-        return len(wanted)
+        return len(ids)
 
     def _after_commit(
         self, gen: int, reload: bool, removed: np.ndarray, keys: np.ndarray, vectors: np.ndarray
@@ -370,14 +362,8 @@ class LocalCollection(CollectionMixin):
         """All document ids, in insertion order."""
         return self._store.ids()
 
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        """Documents by id, in the order asked; raises DocumentNotFoundError naming missing ids."""
-        ids = check_ids(ids, verb="get")
-        found = self._store.docs_by_ids(list(dict.fromkeys(ids)))
-        missing = [i for i in dict.fromkeys(ids) if i not in found]
-        if missing:
-            raise not_found(missing, "the collection")
-        return [found[i] for i in ids]
+    def _documents(self, ids: list[str]) -> dict[str, Document]:
+        return self._store.docs_by_ids(ids)
 
     def info(self) -> dict[str, Any]:
         """Path, backend, embedder, index settings, fusion defaults, counts and generation."""
@@ -395,23 +381,9 @@ class LocalCollection(CollectionMixin):
                 "generation": self._generation,
             }
 
-    def search_many(
-        self,
-        queries: Sequence[str],
-        *,
-        k: int = 100,
-        retriever: str = "dense",
-        filter: Mapping[str, Any] | None = None,
-        fusion: FusionConfig | None = None,
+    def _search_many(
+        self, qs: list[str], k: int, retriever: str, filter: Mapping[str, Any] | None, cfg: FusionConfig
     ) -> list[list[Hit]]:
-        """:meth:`search` for many queries, embedding them in one batch."""
-        qs = check_queries(queries)
-        k = check_count(k, field="k")
-        retriever = check_retriever(retriever)
-        filter = check_filter(filter)
-        if not qs:
-            return []
-        cfg = fusion or self.fusion
         empty = InvalidInputError(
             f"The collection at {self.path} is empty: add documents "
             "(collection.add(...) or `rankfunnel index`) before searching."

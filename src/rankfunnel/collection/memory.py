@@ -11,7 +11,7 @@ small corpora; ``tests/collection/test_contract.py`` holds it to the same suite 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,14 +32,7 @@ from rankfunnel.fusion import FusionConfig
 from rankfunnel.lexical import BM25Index
 from rankfunnel.protocols import Embedder
 from rankfunnel.types import Document, Hit
-from rankfunnel.validate import (
-    check_count,
-    check_document,
-    check_filter,
-    check_ids,
-    check_queries,
-    check_retriever,
-)
+from rankfunnel.validate import check_document
 
 
 def _matches(metadata: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
@@ -154,18 +147,15 @@ class MemoryCollection(CollectionMixin):
             self._changed()
         return len(items)
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Delete documents by id, all or none (:class:`DocumentNotFoundError` names missing ids)."""
-        wanted = list(dict.fromkeys(check_ids(ids, verb="delete")))
+    def _delete(self, ids: list[str]) -> int:
         with self._lock:
-            missing = [i for i in wanted if i not in self._docs]
+            missing = [i for i in ids if i not in self._docs]
             if missing:
-                raise not_found(missing, "the collection", deleting=True)
-            for i in wanted:
+                raise not_found(missing, self._where, deleting=True)
+            for i in ids:
                 del self._docs[i], self._keys[i], self._vectors[i]
-            if wanted:
-                self._changed()
-        return len(wanted)
+            self._changed()
+        return len(ids)
 
     def _changed(self) -> None:
         self._generation += 1
@@ -180,14 +170,9 @@ class MemoryCollection(CollectionMixin):
         with self._lock:
             return list(self._docs)
 
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        """Documents by id, in the order asked; raises DocumentNotFoundError naming missing ids."""
-        ids = check_ids(ids, verb="get")
+    def _documents(self, ids: list[str]) -> dict[str, Document]:
         with self._lock:
-            missing = [i for i in dict.fromkeys(ids) if i not in self._docs]
-            if missing:
-                raise not_found(missing, "the collection")
-            return [self._docs[i] for i in ids]
+            return {i: self._docs[i] for i in ids if i in self._docs}
 
     def info(self) -> dict[str, Any]:
         """Backend, embedder, fusion defaults, counts and generation."""
@@ -207,23 +192,10 @@ class MemoryCollection(CollectionMixin):
                                          generation=self._generation)
         return self._bm25
 
-    def search_many(
-        self,
-        queries: Sequence[str],
-        *,
-        k: int = 100,
-        retriever: str = "dense",
-        filter: Mapping[str, Any] | None = None,
-        fusion: FusionConfig | None = None,
+    def _search_many(
+        self, queries: list[str], k: int, retriever: str, filter: Mapping[str, Any] | None, fusion: FusionConfig
     ) -> list[list[Hit]]:
-        """:meth:`search` for many queries (the same checks, ranking and fusion as the faiss backend)."""
-        qs = check_queries(queries)
-        k = check_count(k, field="k")
-        retriever = check_retriever(retriever)
-        filter = check_filter(filter)
-        if not qs:
-            return []
-        cfg = fusion or self.fusion
+        qs, cfg = queries, fusion
         qvecs = self._encode(qs) if retriever != "bm25" else None
         with self._lock:
             if not self._docs:

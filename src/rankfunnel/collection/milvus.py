@@ -40,7 +40,7 @@ from rankfunnel.errors import IndexMismatchError, InvalidInputError, RankfunnelE
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.protocols import Embedder
 from rankfunnel.types import Document
-from rankfunnel.validate import check_document, check_ids
+from rankfunnel.validate import check_document
 
 T = TypeVar("T")
 _LITE_REFS: dict[str, int] = {}
@@ -316,23 +316,15 @@ class MilvusCollection(MilvusSearchMixin):
         self._call(lambda: op(self.name, rows), "write documents")
         return len(rows)
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Delete documents by id, all or none (the same contract as the faiss backend).
-
-        Raises:
-            DocumentNotFoundError: some ids are not stored (they are named); nothing is deleted then.
-        """
-        wanted = list(dict.fromkeys(check_ids(ids, verb="delete")))
-        if not wanted:
-            return 0
-        present = {d.id for d in self._fetch(wanted, fields=["id"])}
-        missing = [i for i in wanted if i not in present]
+    def _delete(self, ids: list[str]) -> int:
+        present = {d.id for d in self._fetch(ids, fields=["id"])}
+        missing = [i for i in ids if i not in present]
         if missing:
-            raise not_found(missing, f"Milvus collection {self.name!r}", deleting=True)
+            raise not_found(missing, self._where, deleting=True)
         # by an escaped expression: pymilvus' ids= form splices ids into the expression unescaped
-        self._call(lambda: self._client.delete(self.name, filter=ids_expression(wanted)), "delete documents")
+        self._call(lambda: self._client.delete(self.name, filter=ids_expression(ids)), "delete documents")
         self._local_bm25.invalidate()
-        return len(wanted)
+        return len(ids)
 
     # -- reads ------------------------------------------------------------------------------------------
     def _fetch(self, ids: Sequence[str], fields: list[str] | None = None) -> list[Document]:
@@ -349,14 +341,12 @@ class MilvusCollection(MilvusSearchMixin):
             out += [doc_from_row(r) for r in rows]
         return out
 
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        """Documents in the order of ``ids``; raises :class:`DocumentNotFoundError` for unknown ids."""
-        ids = check_ids(ids, verb="get")
-        by_id = {d.id: d for d in self._fetch(list(dict.fromkeys(ids)))}
-        missing = [i for i in ids if i not in by_id]
-        if missing:
-            raise not_found(missing, f"Milvus collection {self.name!r}")
-        return [by_id[i] for i in ids]
+    def _documents(self, ids: list[str]) -> dict[str, Document]:
+        return {d.id: d for d in self._fetch(ids)}
+
+    @property
+    def _where(self) -> str:  # type: ignore[override]
+        return f"Milvus collection {self.name!r}"
 
     def _iter_texts(self) -> Iterator[tuple[str, str]]:
         it = self._call(

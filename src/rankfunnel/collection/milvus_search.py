@@ -12,7 +12,7 @@ from rankfunnel.errors import InvalidInputError
 from rankfunnel.fusion import FusionConfig
 from rankfunnel.protocols import Embedder, Filter
 from rankfunnel.types import Document, Hit
-from rankfunnel.validate import MAX_K, check_count, check_queries, check_retriever
+from rankfunnel.validate import MAX_K
 
 T = TypeVar("T")
 OUT_FIELDS = ["title", "content", "metadata"]
@@ -44,30 +44,17 @@ class MilvusSearchMixin(CollectionMixin):
         raise NotImplementedError
 
     # -- search -----------------------------------------------------------------------------------------
-    def search_many(
-        self,
-        queries: Sequence[str],
-        *,
-        k: int = 100,
-        retriever: str = "dense",
-        filter: Filter | None = None,
-        fusion: FusionConfig | None = None,
+    def _search_many(
+        self, queries: list[str], k: int, retriever: str, filter: Filter | None, fusion: FusionConfig
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query, ranked 1..k, documents filled in; one Milvus request per retriever.
+        """Top-``k`` hits per query; one Milvus request per retriever.
 
-        ``filter`` is a metadata equality filter (``{"lang": "en"}``; a list value means any of them; dots
-        address nested keys), translated to an escaped Milvus expression applied inside the search.
-        ``hybrid`` with equal-weight RRF runs as one Milvus ``hybrid_search`` (RRFRanker); other fusions
-        run both searches in Milvus and fuse them with :class:`~rankfunnel.fusion.FusionConfig`, like
-        the faiss backend.
+        ``filter`` is translated to an escaped Milvus expression applied inside the search. ``hybrid`` with
+        equal-weight RRF runs as one Milvus ``hybrid_search`` (RRFRanker); other fusions run both searches
+        in Milvus and fuse them with :class:`~rankfunnel.fusion.FusionConfig`, like the faiss backend.
         """
-        queries = check_queries(queries)
-        k = check_count(k, field="k")  # MAX_K is Milvus' own cap on a search's limit
-        retriever = check_retriever(retriever)
-        if not queries:
-            return []
         expr = filter_expression(filter)
-        cfg = fusion or self.fusion
+        cfg = fusion
         if retriever == "dense":
             out = [self._hits(r) for r in self._dense(queries, k, expr)]
         elif retriever == "bm25" and self.bm25_mode == "milvus":
