@@ -98,35 +98,22 @@ class MilvusSearchMixin(CollectionMixin):
             else {"metric_type": metric}
         )
 
-    def _dense(self, queries: Sequence[str], k: int, expr: str, fields: list[str] | None = None) -> Any:
-        vecs = self.embedder.encode(list(queries)).tolist()
-        out = OUT_FIELDS if fields is None else fields
+    def _ann(self, data: list[Any], field: str, metric: str, k: int, expr: str, fields: list[str], what: str
+             ) -> Any:
         return self._call(
             lambda: self._client.search(
-                self.name,
-                data=vecs,
-                anns_field="vector",
-                limit=k,
-                filter=expr,
-                output_fields=out,
-                search_params=self._sp("IP"),
+                self.name, data=data, anns_field=field, limit=k, filter=expr, output_fields=fields,
+                search_params=self._sp(metric),
             ),
-            "search",
+            what,
         )
 
+    def _dense(self, queries: Sequence[str], k: int, expr: str, fields: list[str] | None = None) -> Any:
+        vecs = self.embedder.encode(list(queries)).tolist()
+        return self._ann(vecs, "vector", "IP", k, expr, OUT_FIELDS if fields is None else fields, "search")
+
     def _native_bm25(self, queries: Sequence[str], k: int, expr: str, fields: list[str]) -> Any:
-        return self._call(
-            lambda: self._client.search(
-                self.name,
-                data=list(queries),
-                anns_field="sparse",
-                limit=k,
-                filter=expr,
-                output_fields=fields,
-                search_params=self._sp("BM25"),
-            ),
-            "run BM25 search",
-        )
+        return self._ann(list(queries), "sparse", "BM25", k, expr, fields, "run BM25 search")
 
     def _native_hybrid(self, queries: Sequence[str], k: int, depth: int, rrf_k: float, expr: str) -> Any:
         pm = self._pm
