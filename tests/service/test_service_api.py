@@ -103,6 +103,64 @@ def test_cohere_shape():
     assert [x["document"]["text"] for x in v1.json()["results"]][0] == DOCS[expected[0][0]]
 
 
+def test_cohere_v1_objects_rank_fields_and_echo():
+    fake = FakeReranker()
+    docs = [
+        {"title": "boat", "body": "a blue boat", "id": 7, "tags": ["x"], "note": None},
+        {"title": "red car", "body": "fast and red", "id": 8},
+        {"title": "car", "body": "ünïcode car: parked", "id": 9},
+    ]
+    rendered = ["title: boat\nbody: a blue boat", "title: red car\nbody: fast and red",
+                "title: car\nbody: 'ünïcode car: parked'"]
+    expected = fake.rank("red car", rendered)
+
+    async def body():
+        async with served(rerankers=[fake], index=False) as c:
+            v1 = await c.post("/v1/rerank", json={"query": "red car", "documents": docs,
+                                                   "rank_fields": ["title", "body"], "return_documents": True,
+                                                   "max_chunks_per_doc": 3})
+            v2 = await c.post("/v2/rerank", json={"query": "red car", "documents": docs,
+                                                   "rank_fields": ["title", "body"], "priority": 5})
+            no_text = await c.post("/v1/rerank", json={"query": "red car", "documents": docs})
+            no_field = await c.post("/v1/rerank", json={"query": "red car", "documents": docs,
+                                                         "rank_fields": ["author"]})
+            mixed = await c.post("/v1/rerank", json={"query": "red car", "return_documents": True,
+                                                      "documents": ["a red car", {"text": "a boat", "k": 1}]})
+            return v1, v2, no_text, no_field, mixed
+
+    v1, v2, no_text, no_field, mixed = run(body())
+    assert v1.status_code == 200 and v2.status_code == 200, (v1.text, v2.text)
+    got = v1.json()
+    assert [(x["index"], x["relevance_score"]) for x in got["results"]] == [(i, n) for i, _, n in expected]
+    assert [x["document"] for x in got["results"]] == [docs[i] for i, _, _ in expected]  # every field, as sent
+    assert got["meta"]["api_version"] == {"version": "1"}
+    assert any("max_chunks_per_doc" in w for w in got["meta"]["warnings"])
+    assert v2.json()["meta"]["api_version"] == {"version": "2"}
+    assert [x["index"] for x in v2.json()["results"]] == [i for i, _, _ in expected]
+    assert "document" not in v2.json()["results"][0]
+    assert no_text.status_code == 422 and "documents[0]" in no_text.json()["detail"]
+    assert "rank_fields" in no_text.json()["detail"]
+    assert no_field.status_code == 422 and "author" in no_field.json()["detail"]
+    assert mixed.status_code == 200
+    assert {x["index"]: x["document"] for x in mixed.json()["results"]} == {
+        0: {"text": "a red car"}, 1: {"text": "a boat", "k": 1}}
+
+
+def test_openapi_lists_every_route():
+    from fastapi.routing import APIRoute
+
+    from rankfunnel.service import create_app
+    from rankfunnel.service.routes import router
+
+    app = create_app(ServiceConfig(), rerankers=[FakeReranker()])
+    paths = app.openapi()["paths"]
+    routes = {(r.path, m.lower()) for r in router.routes if isinstance(r, APIRoute) for m in r.methods}
+    assert routes, "no routes found"
+    missing = [(p, m) for p, m in routes if m not in paths.get(p, {})]
+    assert not missing, missing
+    assert {"/v1/rerank", "/v2/rerank", "/v1/models/rerank", "/rerank"} <= set(paths)
+
+
 def test_cohere_max_tokens_per_doc_truncates_and_says_so():
     async def body():
         async with served(rerankers=[FakeReranker()], index=False) as c:
@@ -136,7 +194,9 @@ def test_zeroentropy_and_tei_shapes():
 
     ze, tei, tei2 = run(body())
     assert [(x["index"], x["relevance_score"]) for x in ze["results"]] == [(i, n) for i, _, n in expected]
-    assert {"e2e_latency", "inference_latency", "total_tokens"} <= set(ze)
+    assert {"e2e_latency", "inference_latency", "total_tokens", "total_bytes"} <= set(ze)
+    assert ze["actual_latency_mode"] == "fast"
+    assert 0 <= ze["inference_latency"] <= ze["e2e_latency"]
     assert isinstance(tei, list) and [(x["index"], x["score"]) for x in tei] == [
         (i, r) for i, r, _ in expected
     ]

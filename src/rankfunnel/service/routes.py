@@ -17,7 +17,8 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rankfunnel.errors import RankfunnelError, RerankerUnavailableError
+from rankfunnel._optional import require
+from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
 from rankfunnel.service.batcher import CHARS_PER_TOKEN, estimate_tokens
 from rankfunnel.service.engine import RerankEngine, Scored
 from rankfunnel.service.limits import check_documents, check_query, check_top
@@ -25,7 +26,6 @@ from rankfunnel.service.schemas import (
     CohereDocument,
     CohereRerankRequest,
     CohereRerankResponse,
-    CohereResult,
     DeleteResponse,
     DocumentsRequest,
     DocumentsResponse,
@@ -165,7 +165,7 @@ def _pipeline(engine: RerankEngine) -> Any:
     return engine.pipeline
 
 
-# -- direct rerank (Cohere v2, ZeroEntropy, TEI) --
+# -- direct rerank (Cohere v1 and v2, ZeroEntropy, TEI) --
 async def _rerank(
     engine: RerankEngine, query: str, docs: Sequence[str], top_n: int | None, timeout_ms: float | None = None
 ) -> tuple[Scored, np.ndarray]:
@@ -184,20 +184,43 @@ def _truncate(text: str, max_chars: int, left: bool = False) -> str:
     return text if len(text) <= max_chars else (text[-max_chars:] if left else text[:max_chars])
 
 
-@router.post(
-    "/v2/rerank", response_model=CohereRerankResponse, tags=["rerank"], response_model_exclude_none=True
-)
-@router.post(
-    "/v1/rerank",
-    response_model=CohereRerankResponse,
-    tags=["rerank"],
-    include_in_schema=False,
-    response_model_exclude_none=True,
-)
-async def rerank_cohere(req: CohereRerankRequest, request: Request) -> CohereRerankResponse:
-    """Cohere v2 rerank shape (also served at ``/v1/rerank``, like vLLM)."""
+def _cohere_document(doc: CohereDocument) -> dict[str, Any]:
+    """The fields of an object document as the caller sent them (``text`` only when it was given)."""
+    fields = doc.model_dump()
+    if "text" not in doc.model_fields_set:
+        fields.pop("text", None)
+    return fields
+
+
+def _cohere_text(doc: str | CohereDocument, pos: int, rank_fields: Sequence[str] | None) -> str:
+    """The text Cohere reranks: a string as is; an object's ``text``, or its ``rank_fields`` as YAML lines.
+
+    Cohere documents that structured documents are best sent as YAML, and LangChain's ``CohereRerank`` renders
+    ``rank_fields`` with ``yaml.dump(..., sort_keys=False)``; PyYAML is used here too (``title: ...`` lines in
+    ``rank_fields`` order), with unicode kept and no line folding.
+    """
+    if isinstance(doc, str):
+        return doc
+    fields = _cohere_document(doc)
+    if not rank_fields:
+        if not isinstance(fields.get("text"), str):
+            raise InvalidInputError(
+                f"documents[{pos}] is an object without a string 'text' field; add one or pass rank_fields."
+            )
+        return str(fields["text"])
+    chosen = {f: fields[f] for f in rank_fields if f in fields}
+    if not chosen:
+        raise InvalidInputError(
+            f"documents[{pos}] has none of the rank_fields {list(rank_fields)}; "
+            f"its fields are {sorted(fields)}."
+        )
+    yaml = require("yaml", "server", package="pyyaml")
+    return str(yaml.safe_dump(chosen, sort_keys=False, allow_unicode=True, width=1 << 30)).rstrip("\n")
+
+
+async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: str) -> JSONResponse:
     engine = engine_of(request)
-    texts = [d.text if isinstance(d, CohereDocument) else d for d in req.documents]
+    texts = [_cohere_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
     warnings: list[str] = []
     if req.max_tokens_per_doc is not None:
         cap = req.max_tokens_per_doc * CHARS_PER_TOKEN
@@ -208,18 +231,21 @@ async def rerank_cohere(req: CohereRerankRequest, request: Request) -> CohereRer
                 f"documents {cut[:20]} were truncated to about {req.max_tokens_per_doc} tokens "
                 f"({cap} characters)"
             )
+    if req.max_chunks_per_doc is not None:
+        warnings.append("max_chunks_per_doc is ignored: long documents are truncated, not chunked")
+    if req.relevant_spans and req.relevant_spans.get("mode") == "enabled":
+        warnings.append("relevant_spans is not supported here; no spans are returned")
     scored, order = await _rerank(engine, req.query, texts, req.top_n, req.timeout_ms)
     assert scored.normalised is not None
-    results = [
-        CohereResult(
-            index=int(i),
-            relevance_score=float(scored.normalised[i]),
-            document=CohereDocument(text=texts[i]) if req.return_documents else None,
-        )
-        for i in order
-    ]
+    results: list[dict[str, Any]] = []
+    for i in order:
+        row: dict[str, Any] = {"index": int(i), "relevance_score": float(scored.normalised[i])}
+        if req.return_documents:
+            doc = req.documents[i]
+            row["document"] = {"text": doc} if isinstance(doc, str) else _cohere_document(doc)
+        results.append(row)
     meta: dict[str, Any] = {
-        "api_version": {"version": "2"},
+        "api_version": {"version": version},
         "billed_units": {"search_units": 1},
         "model": scored.model,
         "cached_pairs": scored.cached,
@@ -230,21 +256,36 @@ async def rerank_cohere(req: CohereRerankRequest, request: Request) -> CohereRer
         warnings.append(scored.reason)
     if warnings:
         meta["warnings"] = warnings
-    return CohereRerankResponse(id=str(uuid.uuid4()), results=results, meta=meta)
+    # A JSONResponse (not the response model) so that the echoed documents keep every field, nulls included.
+    return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta})
+
+
+@router.post("/v2/rerank", response_model=CohereRerankResponse, tags=["rerank"])
+async def rerank_cohere_v2(req: CohereRerankRequest, request: Request) -> JSONResponse:
+    """Cohere v2 rerank shape (``cohere.ClientV2``); ``priority`` is accepted and ignored for now."""
+    return await _rerank_cohere(req, request, "2")
+
+
+@router.post("/v1/rerank", response_model=CohereRerankResponse, tags=["rerank"])
+async def rerank_cohere_v1(req: CohereRerankRequest, request: Request) -> JSONResponse:
+    """Cohere v1 rerank shape (``cohere.Client``): object documents, ``rank_fields``, ``return_documents``."""
+    return await _rerank_cohere(req, request, "1")
 
 
 @router.post("/v1/models/rerank", response_model=ZeroEntropyRerankResponse, tags=["rerank"])
 async def rerank_zeroentropy(req: ZeroEntropyRerankRequest, request: Request) -> ZeroEntropyRerankResponse:
     """ZeroEntropy rerank shape (scores 0-1; token counts are estimates)."""
-    engine = engine_of(request)
     t0 = time.perf_counter()
+    engine = engine_of(request)
+    t_score = time.perf_counter()
     scored, order = await _rerank(engine, req.query, req.documents, req.top_n)
     assert scored.normalised is not None
-    e2e = time.perf_counter() - t0
+    t_end = time.perf_counter()
     return ZeroEntropyRerankResponse(
         results=[ZeroEntropyResult(index=int(i), relevance_score=float(scored.normalised[i])) for i in order],
-        e2e_latency=e2e,
-        inference_latency=e2e,
+        actual_latency_mode=req.latency or "fast",
+        e2e_latency=t_end - t0,
+        inference_latency=t_end - t_score,
         total_bytes=sum(len(d.encode("utf-8", "surrogatepass")) for d in req.documents) + len(req.query),
         total_tokens=estimate_tokens([(req.query, d) for d in req.documents]),
     )

@@ -1,4 +1,4 @@
-"""Pydantic request/response models: rankfunnel's own shapes plus the Cohere v2, ZeroEntropy and TEI ones.
+"""Pydantic request/response models: rankfunnel's own shapes plus the Cohere v1/v2, ZeroEntropy and TEI ones.
 
 Requests are strict (a number where a string belongs is a 422, not a silent conversion) and ignore unknown
 fields, so clients written for those APIs keep working.
@@ -76,31 +76,59 @@ class DeleteResponse(BaseModel):
     total: int
 
 
-# -- Cohere v2 --
-class CohereDocument(_Strict):
-    text: str
+# -- Cohere v1 and v2 --
+class CohereDocument(BaseModel):
+    """A document object: ``text`` plus any other fields (kept and echoed back with ``return_documents``)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    text: str | None = Field(
+        None, description="The text reranked when no rank_fields are given (then it is required)."
+    )
 
 
 class CohereRerankRequest(_Strict):
-    model: str | None = None
+    """Cohere ``/v1/rerank`` and ``/v2/rerank`` request (one model: each version ignores the other's extras)."""
+
+    model: str | None = Field(None, description="Accepted; the server scores with its own reranker (see meta).")
     query: str
-    documents: list[str | CohereDocument]
-    top_n: int | None = None
-    max_tokens_per_doc: int | None = Field(None, gt=0)
-    return_documents: bool = False
-    timeout_ms: float | None = Field(None, gt=0)
+    documents: list[str | CohereDocument] = Field(
+        description="Strings, or objects with a text field and any others (echoed back with return_documents)."
+    )
+    top_n: int | None = Field(None, description="Results to return (default: all).")
+    rank_fields: list[str] | None = Field(
+        None,
+        description="Fields of object documents to rank on, in this order; rendered as YAML lines "
+        "'field: value' the way Cohere does (default: the text field).",
+    )
+    max_tokens_per_doc: int | None = Field(
+        None, gt=0, description="Truncate each document to about this many tokens (4 characters a token)."
+    )
+    max_chunks_per_doc: int | None = Field(
+        None, gt=0, description="Cohere v1 field; accepted and ignored (documents are truncated, not chunked)."
+    )
+    return_documents: bool = Field(False, description="Echo each document (all its fields) in the results.")
+    priority: int | None = Field(
+        None, description="Cohere v2 field; accepted and ignored for now (every request has the same priority)."
+    )
+    relevant_spans: dict[str, Any] | None = Field(
+        None, description="Cohere v2 field; not supported (no spans are returned; meta.warnings says so)."
+    )
+    timeout_ms: float | None = Field(None, gt=0, description="rankfunnel extension: rerank deadline.")
 
 
 class CohereResult(BaseModel):
     index: int
     relevance_score: float
-    document: CohereDocument | None = None
+    document: dict[str, Any] | None = Field(None, description="With return_documents: the document as sent.")
 
 
 class CohereRerankResponse(BaseModel):
     id: str
     results: list[CohereResult]
-    meta: dict[str, Any]
+    meta: dict[str, Any] = Field(
+        description="api_version ({'version': '1'} or '2' by endpoint), billed_units, model, cached_pairs, "
+        "warnings."
+    )
 
 
 # -- ZeroEntropy --
@@ -119,8 +147,11 @@ class ZeroEntropyResult(BaseModel):
 
 class ZeroEntropyRerankResponse(BaseModel):
     results: list[ZeroEntropyResult]
-    e2e_latency: float
-    inference_latency: float
+    actual_latency_mode: Literal["fast", "slow"] = Field(
+        description='The requested latency mode ("fast" when none was asked for; both run the same way here).'
+    )
+    e2e_latency: float = Field(description="Seconds from request parsed to response built.")
+    inference_latency: float = Field(description="Seconds spent scoring (batch queue, cache and model).")
     total_bytes: int
     total_tokens: int
 
