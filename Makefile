@@ -3,13 +3,16 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+ISTAMP  := $(VENV)/.integration-installed
+# Side venv for the clients that pin an older cohere SDK (tests/integration/requirements-cohere5.txt).
+CLIENTS ?= .venv-clients
 # torch is pinned so that pip takes the CPU build that lies on local disk instead of a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
 SHARED  ?= ../shared/datasets
 export HF_HUB_DISABLE_TELEMETRY=1
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test lint typecheck unit browser bench bench-rerank bench-scale results loadtest reranker clean
+.PHONY: setup demo test integration lint typecheck unit browser bench bench-rerank bench-scale results loadtest reranker clean
 
 setup: $(STAMP)
 
@@ -36,6 +39,17 @@ test: lint unit
 browser: setup
 	$(BIN)/python -m pytest -q -m browser tests/browser
 
+# Real client SDKs (Cohere, ZeroEntropy, LangChain, LlamaIndex, Haystack) against a `rankfunnel serve` subprocess.
+$(ISTAMP): $(STAMP) pyproject.toml tests/integration/requirements-cohere5.txt
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[all,integration]"
+	test -x $(CLIENTS)/bin/python || $(PY) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install -q -r tests/integration/requirements-cohere5.txt
+	touch $(ISTAMP)
+
+integration: $(ISTAMP)
+	RANKFUNNEL_COHERE5_PYTHON=$(CLIENTS)/bin/python HAYSTACK_TELEMETRY_ENABLED=False \
+		$(BIN)/python -m pytest -q -m integration tests/integration
+
 bench: bench-rerank
 
 bench-rerank: setup
@@ -54,4 +68,4 @@ reranker: setup
 	$(BIN)/rankfunnel train --dataset $(SHARED)/scifact --split train --base sentence-transformers/all-MiniLM-L6-v2 --out models/scifact-minilm-reranker --max-minutes 25
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS) .pytest_cache .mypy_cache .ruff_cache
