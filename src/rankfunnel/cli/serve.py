@@ -113,7 +113,7 @@ def serve(
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve search and rerank over HTTP (rankfunnel, Cohere v2, ZeroEntropy and TEI shapes).
+    """Serve search and rerank over HTTP (rankfunnel, Cohere v1/v2, ZeroEntropy and TEI shapes; docs/integrations.md).
 
     Examples:
         rankfunnel serve --index-dir out/idx --reranker fake --port 8000
