@@ -153,8 +153,6 @@ def distil_reranker(
         >>> distil_reranker(load_reranker("models/scifact-minilm-reranker"), queries, collection,
         ...                 "models/student", DistilConfig(layers=2))  # doctest: +SKIP
     """
-    from sentence_transformers.cross_encoder import losses
-
     start = time.monotonic()
     queries = list(dict.fromkeys(q for q in queries if q.strip()))
     if len(queries) < 2:
@@ -171,16 +169,7 @@ def distil_reranker(
     model = load_student(
         config.base, max_length=config.max_length, device=config.device, layers=config.layers
     )
-    loss = (
-        losses.MSELoss(model)
-        if config.loss == "mse"
-        else losses.ListNetLoss(model, mini_batch_size=config.batch_size)
-    )
-    run_cfg = (
-        config
-        if config.loss == "mse"
-        else _with_batch(config, max(1, config.batch_size // config.candidates))
-    )
+    loss, run_cfg = _loss_and_batching(model, config)
     steps, capped, _ = train_in_tempdir(
         model,
         prefix="rankfunnel-distil-",
@@ -197,11 +186,7 @@ def distil_reranker(
     model.save_pretrained(str(out))
     seconds = time.monotonic() - start
     settings = {
-        "teacher": teacher_name,
-        "loss": "MSELoss on logits" if config.loss == "mse" else "ListNetLoss",
-        "student layers": config.layers or "all",
-        "candidates per query": config.candidates,
-        "retriever": config.retriever,
+        **_teacher_and_loss_settings(config, teacher_name),
         **run_settings(config, steps=steps, capped=capped, seconds=seconds),
         "train queries": len(train),
         "held-out queries": len(held),
@@ -223,6 +208,27 @@ def distil_reranker(
         metrics=metrics,
     )
     return DistilResult(out, metrics, steps, seconds, capped, len(lists), len(pairs))
+
+
+def _loss_and_batching(model: Any, config: DistilConfig) -> tuple[Any, Any]:
+    """The loss of ``config.loss`` and the run config whose batch size counts that loss's rows."""
+    from sentence_transformers.cross_encoder import losses
+
+    if config.loss == "mse":
+        return losses.MSELoss(model), config
+    loss = losses.ListNetLoss(model, mini_batch_size=config.batch_size)
+    return loss, _with_batch(config, max(1, config.batch_size // config.candidates))
+
+
+def _teacher_and_loss_settings(config: DistilConfig, teacher_name: str) -> dict[str, Any]:
+    """Model-card settings of the teacher, the loss, the student and the candidates."""
+    return {
+        "teacher": teacher_name,
+        "loss": "MSELoss on logits" if config.loss == "mse" else "ListNetLoss",
+        "student layers": config.layers or "all",
+        "candidates per query": config.candidates,
+        "retriever": config.retriever,
+    }
 
 
 Lists = list[tuple[str, list[str]]]

@@ -256,9 +256,7 @@ def train_reranker(
         )
     eval_retriever = config.mining.retrievers[0]
     evaluator = _held_out_evaluator(
-        build_eval_samples(data, held_q, stage1, config.eval_depth, show_progress, eval_retriever)
-        if held_q
-        else []
+        build_eval_samples(data, held_q, stage1, config.eval_depth, show_progress, eval_retriever) if held_q else []
     )
     model = load_student(
         config.base, max_length=config.max_length, device=config.device, layers=config.layers
