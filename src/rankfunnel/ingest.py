@@ -14,7 +14,6 @@ Files are read line by line (a 1 GB JSONL never sits in memory whole). Every pro
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import time
 from collections.abc import Iterator
@@ -22,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rankfunnel.errors import InvalidInputError
+from rankfunnel.errors import InvalidInputError, RankfunnelError
+from rankfunnel.jsonl import read_jsonl
 from rankfunnel.protocols import Collection
 from rankfunnel.types import Document
 
@@ -30,11 +30,16 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 _KNOWN_KEYS = {"_id", "id", "title", "text", "metadata"}
 _MAX_TITLE = 200
+MAX_REASONS = 5  # rejection reasons kept in IngestStats (all of them go to the rejects file)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IngestStats:
-    """What :func:`index_source` did: documents read, added, skipped (already indexed) and the time taken."""
+    """What :func:`index_source` did: lines read, documents added, skipped (already indexed), rejected, time.
+
+    ``reasons`` holds the first rejection reasons (``"file:line: reason"``); ``rejects_path`` the file that holds
+    every rejected line (None when nothing was rejected or no file was asked for).
+    """
 
     source: str
     read: int
@@ -42,6 +47,9 @@ class IngestStats:
     skipped: int
     chunks: int
     seconds: float
+    rejected: int = 0
+    reasons: tuple[str, ...] = ()
+    rejects_path: str | None = None
 
     @property
     def docs_per_s(self) -> float:
@@ -56,6 +64,9 @@ class IngestStats:
             "added": self.added,
             "skipped": self.skipped,
             "chunks": self.chunks,
+            "rejected": self.rejected,
+            "reasons": list(self.reasons),
+            "rejects_path": self.rejects_path,
             "seconds": round(self.seconds, 3),
             "docs_per_s": round(self.docs_per_s, 1),
         }
@@ -81,7 +92,10 @@ def source_kind(source: str | Path) -> str:
 
 
 def iter_documents(source: str | Path) -> Iterator[Document]:
-    """Stream the documents of ``source`` one at a time, checking each as it is read.
+    """Stream the documents of ``source`` one at a time, checking each as it is read; the first bad one raises.
+
+    Use :func:`iter_records` (or :func:`index_source`, which skips bad lines by default) to go on past bad
+    lines instead.
 
     Args:
         source: a BEIR ``corpus.jsonl``, a JSONL of ``{id, title, text, metadata}`` objects, or a folder of
@@ -97,26 +111,63 @@ def iter_documents(source: str | Path) -> Iterator[Document]:
         >>> next(docs).id  # doctest: +SKIP
         '4983'
     """
-    for doc, _ in _iter_with_progress(source):
-        yield doc
+    for rec in iter_records(source):
+        if rec.document is None:
+            raise InvalidInputError(f"{rec.where}: {rec.reason}.")
+        yield rec.document
 
 
-def _iter_with_progress(source: str | Path) -> Iterator[tuple[Document, int]]:
-    """Documents paired with progress units (bytes read for files, files read for folders)."""
+@dataclass(frozen=True, slots=True)
+class Record:
+    r"""One unit of a source: a valid :class:`Document`, or the reason the line (or file) was rejected.
+
+    ``line`` is the 1-based line number in a JSONL file (None for a folder source, where ``where`` names the
+    file); ``raw`` is the line as read (undecodable bytes shown as ``\xNN``); ``progress`` counts bytes read
+    (files) or files read (folders).
+    """
+
+    where: str
+    line: int | None
+    document: Document | None
+    reason: str | None
+    raw: str
+    progress: int
+
+    def reject_row(self) -> dict[str, Any]:
+        """The JSON object written to a rejects file for this record."""
+        return {"where": self.where, "line": self.line, "reason": self.reason, "raw": self.raw}
+
+
+def iter_records(source: str | Path) -> Iterator[Record]:
+    """Every document of ``source``, valid or not: bad lines come back with the reason instead of raising.
+
+    A later line repeating an earlier id is rejected as a duplicate (the first one wins).
+
+    Raises:
+        InvalidInputError: the source is missing, of an unsupported type, holds no line at all, or cannot be
+            read to its end (a truncated ``.gz``); bad *lines* never raise.
+    """
     path = Path(source).expanduser()
     kind = source_kind(path)
-    seen: set[str] = set()  # ids only: O(#docs) small strings, needed to report duplicates
+    seen: dict[str, str] = {}  # id -> where it was first seen: O(#docs) small strings, to report duplicates
     count = 0
     inner = _iter_folder(path) if kind == "folder" else _iter_jsonl(path)
-    for doc, where, progress in inner:
-        if doc.id in seen:
-            raise InvalidInputError(
-                f"{where}: duplicate id {doc.id!r} (already seen earlier in this source). "
-                "Give every document a unique id, or remove the repeated line."
-            )
-        seen.add(doc.id)
+    for rec in inner:
         count += 1
-        yield doc, progress
+        doc = rec.document
+        if doc is not None and doc.id in seen:
+            rec = Record(
+                where=rec.where,
+                line=rec.line,
+                document=None,
+                reason=f"duplicate id {doc.id!r} (already seen at {seen[doc.id]}); give every document a "
+                "unique id, or remove the repeated line",
+                raw=rec.raw,
+                progress=rec.progress,
+            )
+        elif doc is not None:
+            seen[doc.id] = rec.where
+        yield rec
     if count == 0:
         what = "no .txt/.md files" if kind == "folder" else "no documents (only blank lines)"
         raise InvalidInputError(f"{path}: {what} found. Pass a source that holds at least one document.")
@@ -130,78 +181,67 @@ def total_units(source: str | Path) -> int:
     return path.stat().st_size
 
 
-def _open_binary(path: Path) -> tuple[Any, Any]:
-    """The stream to read lines from, and the raw file whose position measures progress."""
-    raw = path.open("rb")
-    if path.name.lower().endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    return raw, raw
+def _shown(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[Document, str, int]]:
-    stream, raw = _open_binary(path)
-    with raw, stream:
-        for lineno, line in enumerate(stream, start=1):
-            where = f"{path}:{lineno}"
+def _iter_jsonl(path: Path) -> Iterator[Record]:
+    for item, progress in read_jsonl(path, errors="keep"):
+        where = f"{path}:{item.lineno}"
+        doc, reason = None, item.error
+        if item.ok:
             try:
-                text = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidInputError(
-                    f"{where}: not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1}). "
-                    f"Re-encode the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.jsonl`."
-                ) from None
-            except (OSError, EOFError) as exc:  # truncated / corrupt gzip
-                raise InvalidInputError(
-                    f"{where}: cannot read the file ({exc}). Check that it is complete."
-                ) from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(
-                    f"{where}: malformed JSON ({exc.msg} at column {exc.colno}). Each line must be one JSON "
-                    'object such as {"id": "d1", "title": "...", "text": "..."}.'
-                ) from None
-            yield _document_from_json(obj, where), where, raw.tell()
+                doc = document_from_json(item.value)
+            except InvalidInputError as exc:
+                reason = str(exc)
+        yield Record(where=where, line=item.lineno, document=doc, reason=reason, raw=_shown(item.raw),
+                     progress=progress)
 
 
-def _document_from_json(obj: Any, where: str) -> Document:
+def document_from_json(obj: Any) -> Document:
+    """A :class:`Document` from one parsed JSONL object (``_id`` or ``id``, ``title``, ``text``, ``metadata``).
+
+    Unknown fields are kept in ``metadata`` rather than dropped.
+
+    Raises:
+        InvalidInputError: the object is not a document; the message says which field is wrong and how.
+    """
     if not isinstance(obj, dict):
         raise InvalidInputError(
-            f"{where}: expected a JSON object per line, got {type(obj).__name__}. "
-            'Write each document as {"id": ..., "text": ...}.'
+            f"expected a JSON object per line, got {type(obj).__name__}; "
+            'write each document as {"id": ..., "text": ...}'
         )
-    raw_id = obj.get("_id", obj.get("id"))
+    raw_id = obj["_id"] if "_id" in obj else obj.get("id")
     if raw_id is None or isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        got = "missing" if raw_id is None else f"a JSON {type(raw_id).__name__}"
         raise InvalidInputError(
-            f'{where}: missing or invalid document id. Add an "id" (or BEIR "_id") field holding a string.'
+            f'missing or invalid document id ({got}); add an "id" (or BEIR "_id") field holding a string'
         )
     doc_id = str(raw_id).strip()
     if not doc_id:
-        raise InvalidInputError(f'{where}: the document id is empty. Give the document a non-empty "id".')
-    if "text" not in obj or not isinstance(obj["text"], str):
+        raise InvalidInputError('the document id is empty; give the document a non-empty "id"')
+    if any(ord(c) < 32 or ord(c) == 127 for c in doc_id):
         raise InvalidInputError(
-            f'{where}: document {doc_id!r} has no "text" string. Add the document body as "text".'
+            f"document id {doc_id!r} holds control characters (newline, tab, NUL...); use printable ids"
         )
+    text = obj.get("text")
+    if not isinstance(text, str):
+        got = "missing" if "text" not in obj else f"a JSON {type(text).__name__}"
+        raise InvalidInputError(f'document {doc_id!r} has no "text" string ({got}); add the body as "text"')
     title = obj.get("title") or ""
     if not isinstance(title, str):
-        raise InvalidInputError(
-            f'{where}: document {doc_id!r} has a non-string "title"; use a string or omit it.'
-        )
-    if not obj["text"].strip() and not title.strip():
-        raise InvalidInputError(
-            f"{where}: document {doc_id!r} has neither text nor title. Remove it or add text."
-        )
+        raise InvalidInputError(f'document {doc_id!r} has a non-string "title"; use a string or omit it')
+    if not text.strip() and not title.strip():
+        raise InvalidInputError(f"document {doc_id!r} has neither text nor title; remove it or add text")
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise InvalidInputError(
-            f'{where}: "metadata" of {doc_id!r} must be a JSON object, got {type(metadata).__name__}.'
+            f'"metadata" of {doc_id!r} must be a JSON object, got {type(metadata).__name__}'
         )
     extra = {k: v for k, v in obj.items() if k not in _KNOWN_KEYS and k not in metadata}
     if extra:  # keep unknown fields instead of silently dropping them
         metadata = {**metadata, **extra}
-    return Document(id=doc_id, title=title, text=obj["text"], metadata=metadata)
+    return Document(id=doc_id, title=title, text=text, metadata=metadata)
 
 
 def _text_files(folder: Path) -> Iterator[Path]:
@@ -215,21 +255,31 @@ def _text_files(folder: Path) -> Iterator[Path]:
             yield p
 
 
-def _iter_folder(folder: Path) -> Iterator[tuple[Document, str, int]]:
+def _iter_folder(folder: Path) -> Iterator[Record]:
     for n, path in enumerate(_text_files(folder), start=1):
         rel = path.relative_to(folder).as_posix()
+        data = path.read_bytes()
         try:
-            content = path.read_bytes().decode("utf-8-sig")
+            content = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            line = path.read_bytes()[: exc.start].count(b"\n") + 1
-            raise InvalidInputError(
-                f"{path}:{line}: not valid UTF-8 (byte at offset {exc.start}). Re-encode the file to UTF-8, "
-                f"e.g. `iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`, or remove it."
-            ) from None
+            line = data[: exc.start].count(b"\n") + 1
+            reason = (
+                f"not valid UTF-8 (byte at offset {exc.start}); re-encode the file to UTF-8, e.g. "
+                f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`, or remove it"
+            )
+            yield Record(where=f"{path}:{line}", line=None, document=None, reason=reason, raw=rel, progress=n)
+            continue
         title, text = _split_title(content)
         if not text and not title:
             continue  # an empty file holds no document; not an error, nothing is lost
-        yield Document(id=rel, title=title, text=text, metadata={"path": rel}), f"{path}", n
+        yield Record(
+            where=str(path),
+            line=None,
+            document=Document(id=rel, title=title, text=text, metadata={"path": rel}),
+            reason=None,
+            raw=rel,
+            progress=n,
+        )
 
 
 def _split_title(content: str) -> tuple[str, str]:
@@ -245,6 +295,59 @@ def _split_title(content: str) -> tuple[str, str]:
     return "", ""
 
 
+def default_rejects_path(target: str | Path) -> Path:
+    """Where ``rankfunnel index`` writes rejected lines by default: ``<index>.rejects.jsonl`` beside the index.
+
+    For a server URI (``http://...``) it is ``rankfunnel-rejects.jsonl`` in the current directory.
+
+    Examples:
+        >>> default_rejects_path("out/idx").as_posix()
+        'out/idx.rejects.jsonl'
+    """
+    text = str(target)
+    if "://" in text:
+        return Path("rankfunnel-rejects.jsonl")
+    path = Path(text.rstrip("/") or ".")
+    return path.with_name(f"{path.name}.rejects.jsonl")
+
+
+class _Rejects:
+    """Counts rejected records, keeps the first reasons, and writes every one to a JSONL file (if given).
+
+    The file is replaced by each run (a stale list from an earlier run would mislead) and created only when
+    something is rejected.
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path).expanduser() if path is not None else None
+        self.count = 0
+        self.first: list[str] = []
+        self._fh: Any = None
+        if self.path is not None and self.path.is_file():
+            self.path.unlink()
+
+    def add(self, rec: Record) -> None:
+        self.count += 1
+        if len(self.first) < MAX_REASONS:
+            self.first.append(f"{rec.where}: {rec.reason}")
+        if self.path is None:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8", errors="backslashreplace")
+        self._fh.write(json.dumps(rec.reject_row(), ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def where(self) -> str:
+        if self.path is None:
+            return "pass rejects=PATH to get every rejected line with its reason"
+        return f"every rejected line with its reason is in {self.path}"
+
+
 def index_source(
     collection: Collection,
     source: str | Path,
@@ -253,12 +356,20 @@ def index_source(
     resume: bool = True,
     upsert: bool = False,
     show_progress: bool = True,
+    strict: bool = False,
+    rejects: str | Path | None = None,
 ) -> IngestStats:
     """Index ``source`` into ``collection`` in chunks of ``chunk_size``, with bounded memory.
 
+    By default every valid document is indexed and every invalid line is skipped: the returned stats count
+    them and keep the first reasons, and ``rejects`` (a path) receives every rejected line as a JSON object
+    ``{"where", "line", "reason", "raw"}``. With ``strict=True`` the whole source is checked first and
+    nothing is written if any line is bad (:class:`InvalidInputError`).
+
     Each chunk is one ``collection.add`` call (one atomic commit), so an interrupted run keeps every chunk
     committed before the interruption; running again with ``resume=True`` skips ids the collection already
-    holds. ``upsert=True`` replaces existing documents instead of skipping them.
+    holds. ``upsert=True`` replaces existing documents instead of skipping them. With ``resume=False`` and
+    ``upsert=False``, a document whose id is already stored is rejected.
 
     Args:
         collection: where to add documents (e.g. :class:`rankfunnel.collection.LocalCollection`).
@@ -267,20 +378,27 @@ def index_source(
         resume: skip documents whose id is already in the collection.
         upsert: overwrite documents whose id is already in the collection (takes precedence over resume).
         show_progress: show a rich progress bar with documents/s.
+        strict: check the whole source first; index nothing if any line is invalid.
+        rejects: JSONL file that receives every rejected line (replaced on each run; None: not written).
 
     Returns:
-        Counts of documents read, added and skipped, and the wall time.
+        Counts of lines read, documents added, skipped (already indexed) and rejected, and the wall time.
+
+    Raises:
+        InvalidInputError: an unusable source, a bad line in strict mode, or a source that cannot be read to
+            its end; the message says what was committed and how to resume.
 
     Examples:
         >>> from rankfunnel.collection import open_collection  # doctest: +SKIP
         >>> col = open_collection("out/idx", create=True)  # doctest: +SKIP
-        >>> index_source(col, "corpus.jsonl").added  # doctest: +SKIP
+        >>> index_source(col, "corpus.jsonl", rejects="out/idx.rejects.jsonl").added  # doctest: +SKIP
         5183
     """
-    if chunk_size < 1:
-        raise InvalidInputError(f"chunk_size must be >= 1, got {chunk_size}.")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise InvalidInputError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.")
+    source_kind(source)
     existing: set[str] = set()
-    if resume and not upsert and len(collection) > 0:
+    if not upsert and len(collection) > 0:
         ids_fn = getattr(collection, "ids", None)
         if ids_fn is None:
             raise InvalidInputError(
@@ -288,34 +406,97 @@ def index_source(
                 "resume=False with upsert=True to overwrite, or index into a new directory."
             )
         existing = set(ids_fn())
+    clash = None if resume else (
+        "id already in the index; pass upsert=True (--upsert) to replace it, or resume=True (--resume) to skip it"
+    )
+    bad = _Rejects(rejects)
+    try:
+        if strict:
+            _check_all(source, existing, clash, bad)
+            bad.close()
+            bad = _Rejects(None)  # the check found nothing to reject
+        return _index_records(collection, source, chunk_size, upsert, show_progress, existing, clash, bad)
+    finally:
+        bad.close()
+
+
+def _classify(rec: Record, existing: set[str], clash: str | None) -> Record:
+    """``rec`` with an id already in the collection turned into a rejection when ``clash`` names why."""
+    if clash is not None and rec.document is not None and rec.document.id in existing:
+        return Record(where=rec.where, line=rec.line, document=None, reason=clash, raw=rec.raw,
+                      progress=rec.progress)
+    return rec
+
+
+def _check_all(source: str | Path, existing: set[str], clash: str | None, bad: _Rejects) -> None:
+    read = 0
+    for rec in iter_records(source):
+        read += 1
+        rec = _classify(rec, existing, clash)
+        if rec.document is None:
+            bad.add(rec)
+    if bad.count:
+        bad.close()
+        raise InvalidInputError(
+            f"{source}: {bad.count} of {read} lines are invalid, so strict mode indexed nothing (the index is "
+            f"unchanged). First: {bad.first[0]}. {bad.where().capitalize()}. Fix those lines and run again, or "
+            f"run without strict mode (--strict) to index the {read - bad.count} valid documents and skip them."
+        )
+
+
+def _index_records(
+    collection: Collection,
+    source: str | Path,
+    chunk_size: int,
+    upsert: bool,
+    show_progress: bool,
+    existing: set[str],
+    clash: str | None,
+    bad: _Rejects,
+) -> IngestStats:
     start = time.perf_counter()
     read = added = skipped = chunks = 0
+    last = "the start"
     chunk: list[Document] = []
     # Collections that can defer their index-file writes (LocalCollection) still commit every chunk to their
     # store, but rewrite the Faiss file once at the end instead of once per chunk.
     deferred = getattr(collection, "deferred_writes", None)
     batch = deferred() if deferred is not None else contextlib.nullcontext()
-    with batch, _Progress(source, enabled=show_progress) as bar:
-        for doc, units in _iter_with_progress(source):
-            read += 1
-            if doc.id in existing:
-                skipped += 1
-            else:
-                chunk.append(doc)
-            if len(chunk) >= chunk_size:
+    try:
+        with batch, _Progress(source, enabled=show_progress) as bar:
+            for rec in iter_records(source):
+                read += 1
+                rec = _classify(rec, existing, clash)
+                if rec.document is None:
+                    bad.add(rec)
+                elif rec.document.id in existing:
+                    skipped += 1
+                else:
+                    chunk.append(rec.document)
+                if len(chunk) >= chunk_size:
+                    added += collection.add(chunk, upsert=upsert, show_progress=False)
+                    chunks += 1
+                    chunk = []
+                    last = rec.where
+                bar.update(rec.progress, read, added + len(chunk), skipped)
+            if chunk:
                 added += collection.add(chunk, upsert=upsert, show_progress=False)
                 chunks += 1
-                chunk = []
-            bar.update(units, read, added + len(chunk), skipped)
-        if chunk:
-            added += collection.add(chunk, upsert=upsert, show_progress=False)
-            chunks += 1
-        bar.update(None, read, added, skipped)
+            bar.update(None, read, added, skipped)
+    except RankfunnelError as exc:
+        done = (
+            f"{added} new documents were committed ({chunks} chunks, through {last}); rerun the same command to "
+            "resume (ids already indexed are skipped)."
+        )
+        raise type(exc)(f"{str(exc).rstrip('.')}. {done}") from exc
     return IngestStats(
         source=str(source),
         read=read,
         added=added,
         skipped=skipped,
+        rejected=bad.count,
+        reasons=tuple(bad.first),
+        rejects_path=str(bad.path) if bad.path is not None and bad.count else None,
         chunks=chunks,
         seconds=time.perf_counter() - start,
     )

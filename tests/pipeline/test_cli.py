@@ -149,7 +149,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, sample_index: Path
         run("search", "q", "--index-dir", str(sample_index), "--filter", "domain"), "key=value"
     )
     _assert_clean_error(
-        run("search", "q", "--index-dir", str(sample_index), "--top-k", "0", "--reranker", "none"), "top_k"
+        run("search", "q", "--index-dir", str(sample_index), "--top-k", "0", "--reranker", "none"), "--top-k"
     )
     _assert_clean_error(
         runner.invoke(app, ["search", "q"], env={"RANKFUNNEL_INDEX_DIR": None}), "No index given"

@@ -131,7 +131,7 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, line: str, needle: str) ->
 def test_non_utf8_jsonl(tmp_path: Path) -> None:
     src = tmp_path / "latin1.jsonl"
     src.write_bytes(b'{"id": "a", "text": "ok"}\n{"id": "b", "text": "caf\xe9"}\n')
-    with pytest.raises(InvalidInputError, match=r"latin1\.jsonl:2: not valid UTF-8.*Re-encode"):
+    with pytest.raises(InvalidInputError, match=r"latin1\.jsonl:2: not valid UTF-8.*re-encode"):
         list(iter_documents(src))
 
 
@@ -226,18 +226,26 @@ def test_sample_corpus_is_valid() -> None:
         assert q["text"].strip() and q["relevant"] and set(q["relevant"]) <= ids
 
 
-def test_resume_with_a_real_collection_after_a_bad_line(tmp_path: Path, fake_embedder) -> None:
+def test_bad_line_is_skipped_and_strict_mode_indexes_nothing(tmp_path: Path, fake_embedder) -> None:
     from rankfunnel.collection import open_collection
 
     rows = [{"id": f"d{i}", "text": f"document number {i}"} for i in range(7)]
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{oops\n", encoding="utf-8")
     col = open_collection(str(tmp_path / "idx"), embedder=fake_embedder, create=True)
-    with pytest.raises(InvalidInputError, match=r"c\.jsonl:8: malformed JSON"):
-        index_source(col, src, chunk_size=3, show_progress=False)
+    rejects = tmp_path / "rejects.jsonl"
+    with pytest.raises(InvalidInputError, match=r"1 of 8 lines are invalid.*index is unchanged"):
+        index_source(col, src, chunk_size=3, show_progress=False, strict=True, rejects=rejects)
+    assert len(open_collection(str(tmp_path / "idx"))) == 0
+    assert [json.loads(x)["line"] for x in rejects.read_text().splitlines()] == [8]
+    stats = index_source(col, src, chunk_size=3, show_progress=False, rejects=rejects)
+    assert (stats.added, stats.rejected, stats.skipped) == (7, 1, 0)
+    assert "c.jsonl:8: malformed JSON" in stats.reasons[0]
+    row = json.loads(rejects.read_text())
+    assert row["line"] == 8 and row["raw"] == "{oops" and "malformed JSON" in row["reason"]
     reopened = open_collection(str(tmp_path / "idx"))
-    assert sorted(reopened.ids()) == [f"d{i}" for i in range(6)]  # two full chunks were committed
+    assert sorted(reopened.ids()) == [f"d{i}" for i in range(7)]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")  # the user fixes the file
-    stats = index_source(reopened, src, chunk_size=3, show_progress=False)
-    assert (stats.added, stats.skipped) == (1, 6)
-    assert reopened.get(["d6"])[0].text == "document number 6" and len(reopened) == 7
+    again = index_source(reopened, src, chunk_size=3, show_progress=False, rejects=rejects)
+    assert (again.added, again.skipped, again.rejected) == (0, 7, 0)
+    assert not rejects.exists()  # a stale list from the earlier run is not left behind

@@ -62,6 +62,8 @@ def main() -> None:
     try:
         _cpu_route_from_env()
     except InvalidInputError as exc:
-        print(f"Error: RANKFUNNEL_CPU_ROUTE: {exc}", file=sys.stderr)
+        print(f"error: RANKFUNNEL_CPU_ROUTE: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    app()
+    from rankfunnel.cli._errors import run_app
+
+    run_app(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rankfunnel.errors import InvalidInputError, RankfunnelError
+from rankfunnel.jsonl import read_jsonl
 
 
 def _version(*dists: str) -> str:
@@ -126,39 +126,33 @@ def read_docs_file(path: Path) -> list[tuple[str, str]]:
         raise InvalidInputError(
             f"{path}: no such file. Pass --docs with a JSONL file or one document per line."
         )
-    is_jsonl = path.suffix.lower() in {".jsonl", ".ndjson", ".json"}
-    docs: list[tuple[str, str]] = []
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise InvalidInputError(
-                    f"{path}:{lineno}: not valid UTF-8. Re-encode the file to UTF-8 "
-                    f"(e.g. `iconv -f latin1 -t utf-8 {path.name}`)."
-                ) from None
-            if not line.strip():
-                continue
-            if not is_jsonl:
-                docs.append((str(len(docs)), line))
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path}:{lineno}: malformed JSON ({exc.msg}). Write one JSON string or "
-                    'object {"id": ..., "text": ...} per line.'
-                ) from None
-            if isinstance(obj, str):
-                docs.append((str(len(docs)), obj))
-            elif isinstance(obj, dict) and isinstance(obj.get("text"), str):
-                title = obj.get("title") or ""
-                text = f"{title}\n{obj['text']}" if isinstance(title, str) and title else obj["text"]
-                docs.append((str(obj.get("id", obj.get("_id", len(docs)))), text))
-            else:
-                raise InvalidInputError(
-                    f'{path}:{lineno}: expected a string or an object with a "text" field.'
-                )
+    if path.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson", ".json")):
+        docs = [_doc_pair(line.value, f"{path}:{line.lineno}", n) for n, (line, _) in enumerate(read_jsonl(path))]
+    else:
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f"{path}: not valid UTF-8 (byte {exc.start}). Re-encode the file to UTF-8 "
+                f"(e.g. `iconv -f latin1 -t utf-8 {path.name}`)."
+            ) from None
+        docs = [(str(n), line) for n, line in enumerate(x for x in lines if x.strip())]
     if not docs:
         raise InvalidInputError(f"{path}: no documents found. Put one document per line.")
     return docs
+
+
+def _doc_pair(obj: Any, where: str, n: int) -> tuple[str, str]:
+    if isinstance(obj, str) and obj.strip():
+        return str(n), obj
+    if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+        title = obj.get("title") or ""
+        text = f"{title}\n{obj['text']}" if isinstance(title, str) and title else obj["text"]
+        raw_id = obj["id"] if "id" in obj else obj.get("_id", n)
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or not str(raw_id).strip():
+            raise InvalidInputError(f'{where}: the "id" must be a non-empty string or an integer, got {raw_id!r}.')
+        if text.strip():
+            return str(raw_id).strip(), text
+    raise InvalidInputError(
+        f'{where}: expected a non-empty JSON string or an object with a non-empty "text" field.'
+    )

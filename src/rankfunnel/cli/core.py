@@ -8,61 +8,22 @@ route, e.g. ``openvino-int8``) is read by ``rankfunnel.cli.main``.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from rankfunnel.cli import app
+from rankfunnel.cli._errors import handle_errors
 from rankfunnel.cli._helpers import read_docs_file, skip_hub_retries_if_unreachable
-from rankfunnel.errors import InvalidInputError, RankfunnelError
+from rankfunnel.errors import InvalidInputError
 
-F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
-
-
-def handle_errors(func: F) -> F:
-    """Turn library errors into one red line on stderr and exit code 2 (no traceback).
-
-    Other command modules can reuse it: ``@app.command() @handle_errors def cmd(...)``. Unexpected
-    exceptions print one line and exit 1; ``RANKFUNNEL_DEBUG=1`` re-raises them with their traceback.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except RankfunnelError as exc:
-            err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print(
-                "[yellow]interrupted[/]: work committed so far is kept; rerun the same command to resume.",
-                highlight=False,
-            )
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if os.environ.get("RANKFUNNEL_DEBUG", "") not in {"", "0"}:
-                raise
-            err_console.print(
-                f"[bold red]unexpected error:[/] {type(exc).__name__}: {_escape(str(exc))} "
-                "(set RANKFUNNEL_DEBUG=1 for the traceback and report it)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _escape(text: str) -> str:
@@ -213,16 +174,38 @@ def index(
             "'cpu,cpu,cpu,cpu' (sentence-transformers' multi-process pool; large chunks only).",
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Check the whole source first; index nothing if any line is invalid (exit 2)."
+        ),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            help="JSONL file receiving every rejected line with its reason "
+            "(default: <index-dir>.rejects.jsonl beside the index).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Index a corpus into an index directory (streams the source; rerun to resume after an interruption)."""
+    """Index a corpus into an index directory (streams the source; rerun to resume after an interruption).
+
+    Valid documents are indexed and invalid lines skipped; each rejected line goes with its reason to the
+    rejects file. --strict indexes nothing unless every line is valid.
+    """
     from rankfunnel.embed import make_embedder
-    from rankfunnel.ingest import index_source, source_kind
+    from rankfunnel.ingest import default_rejects_path, index_source, source_kind
 
     source_kind(source)  # fail fast on a missing / unsupported source, before loading a model
     devices = [d.strip() for d in (encode_devices or "").split(",") if d.strip()]
     if encode_devices is not None and not devices:
         raise InvalidInputError("--encode-devices is empty: give e.g. 'cuda:0,cuda:1' or 'cpu,cpu'.")
+    if index_dir is not None and not milvus_uri and backend is not Backend.milvus:
+        _check_index_target(index_dir)  # before any model is loaded
+    target = milvus_uri or str(index_dir)
+    rejects_path = rejects if rejects is not None else default_rejects_path(target)
     emb = make_embedder(embedder, device=device) if embedder else None
     opts: dict[str, Any] = {} if index_type is IndexType.auto else {"index_type": index_type.value}
     if emb is None and device:
@@ -243,19 +226,48 @@ def index(
             resume=resume,
             upsert=upsert,
             show_progress=not as_json and sys.stderr.isatty(),
+            strict=strict,
+            rejects=rejects_path,
         )
     finally:
         if pool is not None:
             pool.close()
-    out = {**stats.to_dict(), "index_dir": str(milvus_uri or index_dir), "documents": len(collection)}
+    out = {**stats.to_dict(), "index_dir": target, "documents": len(collection)}
     if as_json:
         _print_json(out)
     else:
         err_console.print(
-            f"[green]indexed[/] {stats.added} new documents ({stats.skipped} already present) "
-            f"from {source} into {out['index_dir']}: {len(collection)} in total, "
+            f"[green]indexed[/] {stats.added} new documents ({stats.skipped} already present, {stats.rejected} "
+            f"rejected) from {_escape(str(source))} into {_escape(target)}: {len(collection)} in total, "
             f"{stats.docs_per_s:.0f} docs/s.",
             highlight=False,
+        )
+    if stats.rejected:
+        first = "; ".join(stats.reasons[:3])
+        err_console.print(
+            f"[yellow]rejected[/] {stats.rejected} of {stats.read} lines, e.g. {_escape(first)}. Every rejected line "
+            f"with its reason is in {_escape(str(stats.rejects_path))}; fix them and rerun the same command to add "
+            "them (documents already indexed are skipped).",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if stats.rejected and not stats.added and not stats.skipped:
+        raise typer.Exit(2)  # nothing usable in the source: an input error
+
+
+def _check_index_target(index_dir: Path) -> None:
+    """Refuse a path that is neither an index nor a place for a new one (before any model is loaded)."""
+    from rankfunnel.index.local_files import DOCS, MANIFEST
+
+    if index_dir.exists() and not index_dir.is_dir():
+        raise InvalidInputError(
+            f"--index-dir {index_dir} is a file, not an index directory; pass a new or existing index directory."
+        )
+    is_index = (index_dir / DOCS).exists() or (index_dir / MANIFEST).exists()
+    if index_dir.is_dir() and not is_index and any(index_dir.iterdir()):
+        raise InvalidInputError(
+            f"--index-dir {index_dir} is a folder that holds other files but no index; pass an empty or new "
+            "folder, or an index built by `rankfunnel index`."
         )
 
 

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from rankfunnel.cli import app
-from rankfunnel.errors import InvalidInputError, RankfunnelError
+from rankfunnel.cli._errors import handle_errors
+from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_EMBEDDER
 
 console = Console(stderr=True)
@@ -23,11 +24,6 @@ def _threads(n: int | None) -> None:
         import torch
 
         torch.set_num_threads(n)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
-    return typer.Exit(code=2)
 
 
 def _stage1_for(
@@ -72,6 +68,7 @@ def _any_split(dataset: Path) -> str:
 
 
 @app.command("train")
+@handle_errors
 def train_cmd(
     dataset: Annotated[
         Path, typer.Option("--dataset", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")
@@ -151,39 +148,36 @@ def train_cmd(
 
     _threads(threads)
     progress = not as_json or bool(os.environ.get("RANKFUNNEL_PROGRESS"))
-    try:
-        held: float = held_out if held_out < 1 else int(held_out)
-        mining = _mining_config(retrievers, depth, negatives, skip_top, margin)
-        config = TrainConfig(
-            base=base,
-            layers=layers,
-            loss=cast(Any, loss),
-            random_negatives=random_negatives,
-            mining=mining,
-            max_length=max_length,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=lr,
-            head_learning_rate=head_lr or None,
-            warmup_ratio=warmup,
-            held_out=held,
-            eval_depth=eval_depth,
-            eval_steps=eval_steps,
-            patience=patience,
-            max_minutes=max_minutes,
-            max_steps=max_steps,
-            seed=seed,
-            device=device,
-            data_licence=data_licence,
-        )
-        data = load_labelled(dataset, split)
-        console.print(f"{data.name}/{split}: {len(data.queries)} queries, {len(data.corpus)} documents")
-        stage1, desc = _stage1_for(data.corpus, dataset, index_dir, embedder, device, progress)
-        result = train_reranker(
-            data, out, config, stage1=stage1, stage1_description=desc, show_progress=progress
-        )
-    except (RankfunnelError, ValueError) as exc:
-        raise _fail(exc) from exc
+    held: float = held_out if held_out < 1 else int(held_out)
+    mining = _mining_config(retrievers, depth, negatives, skip_top, margin)
+    config = TrainConfig(
+        base=base,
+        layers=layers,
+        loss=cast(Any, loss),
+        random_negatives=random_negatives,
+        mining=mining,
+        max_length=max_length,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        head_learning_rate=head_lr or None,
+        warmup_ratio=warmup,
+        held_out=held,
+        eval_depth=eval_depth,
+        eval_steps=eval_steps,
+        patience=patience,
+        max_minutes=max_minutes,
+        max_steps=max_steps,
+        seed=seed,
+        device=device,
+        data_licence=data_licence,
+    )
+    data = load_labelled(dataset, split)
+    console.print(f"{data.name}/{split}: {len(data.queries)} queries, {len(data.corpus)} documents")
+    stage1, desc = _stage1_for(data.corpus, dataset, index_dir, embedder, device, progress)
+    result = train_reranker(
+        data, out, config, stage1=stage1, stage1_description=desc, show_progress=progress
+    )
     _report(
         result,
         as_json,
@@ -229,6 +223,7 @@ def _teacher(spec: str, device: str | None) -> Any:
 
 
 @app.command("distil")
+@handle_errors
 def distil_cmd(
     teacher: Annotated[
         str, typer.Option("--teacher", help="Any reranker spec load_reranker accepts (remote too).")
@@ -280,36 +275,33 @@ def distil_cmd(
 
     _threads(threads)
     progress = not as_json
-    try:
-        if (index_dir is None) == (dataset is None):
-            raise InvalidInputError(
-                "Pass exactly one of --index-dir (an existing index) or --dataset (a BEIR "
-                "folder whose corpus is indexed for you)."
-            )
-        config = DistilConfig(
-            base=base,
-            layers=layers,
-            loss=cast(Any, loss),
-            candidates=candidates,
-            retriever=retriever,
-            max_length=max_length,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=lr,
-            head_learning_rate=head_lr or None,
-            max_minutes=max_minutes,
-            max_steps=max_steps,
-            seed=seed,
-            device=device,
+    if (index_dir is None) == (dataset is None):
+        raise InvalidInputError(
+            "Pass exactly one of --index-dir (an existing index) or --dataset (a BEIR "
+            "folder whose corpus is indexed for you)."
         )
-        texts = read_query_file(queries)
-        stage1 = _distil_stage1(index_dir, dataset, embedder, device, progress)
-        teacher_model = _teacher(teacher, device)
-        result = distil_reranker(
-            teacher_model, texts, stage1, out, config, teacher_name=teacher, show_progress=progress
-        )
-    except (RankfunnelError, ValueError, ImportError) as exc:
-        raise _fail(exc) from exc
+    config = DistilConfig(
+        base=base,
+        layers=layers,
+        loss=cast(Any, loss),
+        candidates=candidates,
+        retriever=retriever,
+        max_length=max_length,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        head_learning_rate=head_lr or None,
+        max_minutes=max_minutes,
+        max_steps=max_steps,
+        seed=seed,
+        device=device,
+    )
+    texts = read_query_file(queries)
+    stage1 = _distil_stage1(index_dir, dataset, embedder, device, progress)
+    teacher_model = _teacher(teacher, device)
+    result = distil_reranker(
+        teacher_model, texts, stage1, out, config, teacher_name=teacher, show_progress=progress
+    )
     _report(result, as_json, queries=result.queries, pairs=result.pairs)
 
 

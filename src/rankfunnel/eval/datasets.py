@@ -8,13 +8,13 @@ Queries whose metadata names ``corpus_id_of_self`` (ArguAna convention) keep tha
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.jsonl import read_jsonl
 from rankfunnel.types import Document
 
 
@@ -74,38 +74,40 @@ def available_splits(path: str | Path) -> list[str]:
     return sorted(p.stem for p in qdir.glob("*.tsv")) if qdir.is_dir() else []
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path}:{lineno} is not valid JSON ({exc.msg}); fix or remove that line."
-                ) from exc
-            if not isinstance(obj, dict) or "_id" not in obj:
-                raise InvalidInputError(
-                    f"{path}:{lineno} has no '_id' field; BEIR lines look like "
-                    '{"_id": "1", "title": "...", "text": "..."}.'
-                )
-            yield lineno, obj
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """``(line number, object, id)`` of each line, through the project's one JSONL reader.
+
+    A line that is not a JSON object, or whose ``_id`` is missing, null, empty or not a string/integer, raises
+    :class:`InvalidInputError` naming the file and line (an id is never read as the string ``"None"``).
+    """
+    for line, _ in read_jsonl(path):
+        where = f"{path}:{line.lineno}"
+        obj = line.value
+        raw_id = obj.get("_id") if isinstance(obj, dict) else None
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or not str(raw_id).strip():
+            raise InvalidInputError(
+                f"{where} has no usable '_id' (got {raw_id!r}); BEIR lines look like "
+                '{"_id": "1", "title": "...", "text": "..."}.'
+            )
+        yield line.lineno, obj, str(raw_id).strip()
 
 
 def iter_corpus(path: str | Path) -> Iterator[Document]:
     """Stream ``corpus.jsonl`` of a BEIR folder as documents (``_id``, ``title``, ``text``, ``metadata``).
 
+    Documents with neither title nor text (e.g. cranfield 471) are yielded as they are; indexing rejects them.
+
     Examples:
         >>> docs = iter_corpus("../shared/datasets/adi")  # doctest: +SKIP
     """
     folder = check_dataset_dir(Path(path))
-    for _, obj in _read_jsonl(folder / "corpus.jsonl"):
+    for _, obj, doc_id in _read_jsonl(folder / "corpus.jsonl"):
         meta = obj.get("metadata") or {}
+        title, text = obj.get("title"), obj.get("text")
         yield Document(
-            id=str(obj["_id"]),
-            title=str(obj.get("title") or ""),
-            text=str(obj.get("text") or ""),
+            id=doc_id,
+            title=title if isinstance(title, str) else "",
+            text=text if isinstance(text, str) else "",
             metadata=meta if isinstance(meta, dict) else {},
         )
 
@@ -113,23 +115,35 @@ def iter_corpus(path: str | Path) -> Iterator[Document]:
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """Read a qrels TSV (``query-id  corpus-id  score`` with an optional header)."""
     qrels: dict[str, dict[str, int]] = {}
-    with Path(path).open(encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            if not row or not "".join(row).strip():
-                continue
-            if lineno == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}:
-                continue
-            if len(row) < 3:
-                raise InvalidInputError(
-                    f"{path}:{lineno} has {len(row)} columns; qrels lines are "
-                    "'query-id<TAB>corpus-id<TAB>score'."
-                )
-            try:
-                grade = int(float(row[2]))
-            except ValueError as exc:
-                raise InvalidInputError(f"{path}:{lineno}: score {row[2]!r} is not a number.") from exc
-            qrels.setdefault(row[0].strip(), {})[row[1].strip()] = grade
+    try:
+        with Path(path).open(encoding="utf-8", newline="") as fh:
+            _read_qrels_rows(path, fh, qrels)
+    except csv.Error as exc:
+        raise InvalidInputError(f"{path}: not a readable TSV file ({exc}); fix or remove the bad line.") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); re-encode it to UTF-8, e.g. with "
+            "`iconv -f latin1 -t utf-8`."
+        ) from None
     return qrels
+
+
+def _read_qrels_rows(path: str | Path, fh: Any, qrels: dict[str, dict[str, int]]) -> None:
+    for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if lineno == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}:
+            continue
+        if len(row) < 3:
+            raise InvalidInputError(
+                f"{path}:{lineno} has {len(row)} columns; qrels lines are "
+                "'query-id<TAB>corpus-id<TAB>score'."
+            )
+        try:
+            grade = int(float(row[2]))
+        except (ValueError, OverflowError) as exc:
+            raise InvalidInputError(f"{path}:{lineno}: score {row[2]!r} is not a finite number.") from exc
+        qrels.setdefault(row[0].strip(), {})[row[1].strip()] = grade
 
 
 def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
@@ -159,11 +173,11 @@ def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
     qrels = {q: r for q, r in qrels_all.items() if any(g > 0 for g in r.values())}
     texts: dict[str, str] = {}
     self_ids: dict[str, str] = {}
-    for _, obj in _read_jsonl(folder / "queries.jsonl"):
-        qid = str(obj["_id"])
+    for _, obj, qid in _read_jsonl(folder / "queries.jsonl"):
         if qid not in qrels:
             continue
-        texts[qid] = str(obj.get("text") or "")
+        text = obj.get("text")
+        texts[qid] = text if isinstance(text, str) else ""
         meta = obj.get("metadata")
         if isinstance(meta, dict) and meta.get("corpus_id_of_self"):
             self_ids[qid] = str(meta["corpus_id_of_self"])

@@ -54,39 +54,30 @@ def dataset_collection(
             return open_collection(str(folder), embedder=embedder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     col = open_collection(str(folder), embedder=embedder, create=True)
-    added, empty = _index_corpus(col, ds, show_progress=show_progress)
+    added, rejected = _index_corpus(col, ds, show_progress=show_progress)
     marker.write_text(
-        json.dumps({**stamp, "docs": len(col), "added": added, "skipped_empty": empty}), encoding="utf-8"
+        json.dumps({**stamp, "docs": len(col), "added": added, "rejected": rejected}), encoding="utf-8"
     )
     return col
 
 
 def _index_corpus(col: Any, ds: BeirDataset, *, show_progress: bool, chunk: int = 1024) -> tuple[int, int]:
-    """Add the corpus in committed chunks, resuming after ids already present.
+    """Add the corpus with :func:`rankfunnel.ingest.index_source` (resumable); returns (added, rejected).
 
-    BEIR corpora contain documents with neither title nor text (e.g. cranfield 471); they cannot be
-    embedded meaningfully, so they are skipped and counted (returned as the second value) instead of failing.
+    BEIR corpora contain documents with neither title nor text (e.g. cranfield 471); like any invalid line
+    they are skipped, counted and listed with their reason in ``<index>.rejects.jsonl`` beside the index.
     """
-    from rankfunnel.progress import progress
+    from rankfunnel.ingest import default_rejects_path, index_source
 
-    existing = set(col.ids()) if len(col) else set()
-    added = empty = 0
-    batch: list[Any] = []
-    with progress(f"indexing {ds.name}", enabled=show_progress) as bar:
-        for doc in ds.corpus():
-            if not doc.content.strip():
-                empty += 1
-                continue
-            if doc.id in existing:
-                continue
-            batch.append(doc)
-            if len(batch) >= chunk:
-                added += col.add(batch, upsert=False, show_progress=False)
-                bar.advance(len(batch))
-                batch = []
-        if batch:
-            added += col.add(batch, upsert=False, show_progress=False)
-    return added, empty
+    stats = index_source(
+        col,
+        ds.path / "corpus.jsonl",
+        chunk_size=chunk,
+        resume=True,
+        show_progress=show_progress,
+        rejects=default_rejects_path(col.path) if hasattr(col, "path") else None,
+    )
+    return stats.added, stats.rejected
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

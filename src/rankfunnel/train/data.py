@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.jsonl import read_jsonl
 from rankfunnel.types import Document
 
 
@@ -36,22 +37,6 @@ class LabelledData:
         return sorted(
             (d for d, g in judged.items() if g > 0 and d in self.corpus), key=lambda d: (-judged[d], d)
         )
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path}:{n} is not valid JSON ({exc.msg}); fix or remove that line."
-                ) from exc
-    return rows
 
 
 def load_corpus(dataset_dir: str | Path) -> dict[str, Document]:
@@ -98,6 +83,13 @@ def load_labelled(dataset_dir: str | Path, split: str = "train") -> LabelledData
     return data
 
 
+def _query_text(obj: Any, where: str) -> str:
+    text = obj if isinstance(obj, str) else obj.get("text", obj.get("query")) if isinstance(obj, dict) else None
+    if not isinstance(text, str):
+        raise InvalidInputError(f'{where}: expected a JSON string or an object with a "text" string.')
+    return text
+
+
 def split_queries(qids: list[str], held_out: float | int, seed: int) -> tuple[list[str], list[str]]:
     """Split query ids into (train, held-out), deterministically in ``seed``.
 
@@ -117,10 +109,15 @@ def read_query_file(path: str | Path) -> list[str]:
         raise InvalidInputError(
             f"Query file {str(p)!r} does not exist; pass a .jsonl or a text file, one a line."
         )
-    if p.suffix == ".jsonl":
-        texts = [str(r.get("text", r.get("query", ""))) for r in _read_jsonl(p)]
+    if p.name.lower().removesuffix(".gz").endswith(".jsonl"):
+        texts = [_query_text(line.value, f"{p}:{line.lineno}") for line, _ in read_jsonl(p)]
     else:
-        texts = p.read_text(encoding="utf-8").splitlines()
+        try:
+            texts = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f"{p}: not valid UTF-8 (byte {exc.start}); re-encode it, e.g. with `iconv -f latin1 -t utf-8`."
+            ) from None
     texts = [t.strip() for t in texts if t and t.strip()]
     if not texts:
         raise InvalidInputError(f"{p} holds no non-empty query.")
