@@ -194,7 +194,7 @@ def test_cli_reads_the_cpu_route_from_the_environment(monkeypatch, capsys):
     from rankfunnel.rerank import encoder_fast
 
     monkeypatch.setattr(encoder_fast, "_ROUTE_OVERRIDE", None)
-    monkeypatch.setattr(cli, "app", lambda: None)
+    monkeypatch.setattr(cli, "app", lambda **_: None)
     monkeypatch.setenv("RANKFUNNEL_CPU_ROUTE", "onnx-int8")
     cli.main()
     assert default_route() == "onnx-int8"

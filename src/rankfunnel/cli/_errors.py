@@ -20,11 +20,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 
 from rankfunnel.errors import InvalidInputError, RankfunnelError
+
+try:  # typer >= 0.24 ships its own copy of click: its usage errors are not click's classes
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
@@ -141,7 +145,7 @@ def handle_errors(func: F) -> F:
         try:
             check_options(func, kwargs)
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit, click.ClickException):
+        except (typer.Exit, typer.Abort, SystemExit, click_exceptions.ClickException):
             raise
         except RankfunnelError as exc:
             raise fail(str(exc)) from None
@@ -182,16 +186,17 @@ def run_app(app: typer.Typer) -> None:
     """Run ``app`` with click's usage errors (bad option values, unknown options) printed as one line, exit 2."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
+    except click_exceptions.NoArgsIsHelpError as exc:
         exc.show()
         code = 2
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         line = " ".join(exc.format_message().split())
         err_console.print(f"[bold red]error:[/] {_escape(line)}{_escape(hint)}", highlight=False, soft_wrap=True)
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted", highlight=False)
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -11,7 +11,7 @@ import numpy as np
 
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.types import Hit
-from rankfunnel.validate import check_count, check_query
+from rankfunnel.validate import check_count, check_query, check_text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +34,44 @@ class Calibration:
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         z = (np.asarray(raw, dtype=np.float64) - self.bias) / self.temperature
         return 1.0 / (1.0 + np.exp(-z))
+
+
+#: Characters kept per model token before tokenising (the embedder's rule, rankfunnel.embed): normal text needs
+#: 4-6 characters per token, so the cut never changes what the model reads; it bounds the work of tokenising a
+#: stored 20 MB document to what the model's length limit lets it read.
+CHARS_PER_TOKEN_CAP = 16
+
+
+def check_pairs(
+    pairs: Sequence[tuple[str, str]], max_tokens: int | None = None
+) -> list[tuple[str, str]]:
+    """``pairs`` as a list of string tuples, each text cut to ``max_tokens`` x 16 characters (when given).
+
+    Every local reranker calls this before tokenising, so the cost of scoring a pair is bounded by the
+    model's length limit whatever the stored document holds.
+
+    Raises:
+        InvalidInputError: a pair is not two strings (the message names it).
+
+    Examples:
+        >>> check_pairs([("q", "x" * 100)], max_tokens=2)[0][1] == "x" * 32
+        True
+    """
+    out: list[tuple[str, str]] = []
+    cap = None if max_tokens is None else max(int(max_tokens), 1) * CHARS_PER_TOKEN_CAP
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise InvalidInputError(f"Pair {i} is {pair!r}: pass (query, document) tuples of two strings.")
+        q, d = pair
+        if not isinstance(q, str) or not isinstance(d, str):
+            raise InvalidInputError(
+                f"Pair {i} holds {type(q).__name__}/{type(d).__name__}: query and document must be strings.")
+        if cap is not None:
+            q, d = q[:cap], d[:cap]
+        check_text(q, field=f"Pair {i} query", allow_empty=True)
+        check_text(d, field=f"Pair {i} document", allow_empty=True)
+        out.append((q, d))
+    return out
 
 
 class BaseReranker(ABC):

@@ -10,8 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.rerank.base import BaseReranker
-from rankfunnel.rerank.cross_encoder import check_pairs
+from rankfunnel.rerank.base import BaseReranker, check_pairs
 from rankfunnel.types import Hit
 from rankfunnel.validate import check_count, check_query
 

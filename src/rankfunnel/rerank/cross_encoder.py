@@ -11,28 +11,11 @@ import numpy as np
 
 from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
 from rankfunnel.models import choose_device, choose_dtype, resolve_model, warn_if_non_commercial
-from rankfunnel.rerank.base import BaseReranker, Calibration
-from rankfunnel.validate import check_text
+from rankfunnel.rerank.base import BaseReranker, Calibration, check_pairs
 
 log = logging.getLogger(__name__)
 
 ZERANK_TEMPERATURE = 5.0
-
-
-def check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``pairs`` as a list of string tuples, or :class:`InvalidInputError` naming the bad pair."""
-    out: list[tuple[str, str]] = []
-    for i, pair in enumerate(pairs):
-        if not (isinstance(pair, tuple | list) and len(pair) == 2):
-            raise InvalidInputError(f"Pair {i} is {pair!r}: pass (query, document) tuples of two strings.")
-        q, d = pair
-        if not isinstance(q, str) or not isinstance(d, str):
-            raise InvalidInputError(
-                f"Pair {i} holds {type(q).__name__}/{type(d).__name__}: query and document must be strings.")
-        check_text(q, field=f"Pair {i} query", allow_empty=True)
-        check_text(d, field=f"Pair {i} document", allow_empty=True)
-        out.append((q, d))
-    return out
 
 
 def unavailable(name: str, exc: BaseException) -> RerankerUnavailableError:
@@ -135,7 +118,7 @@ class CrossEncoderReranker(BaseReranker):
         """
         import torch
 
-        checked = check_pairs(pairs)
+        checked = check_pairs(pairs, self.max_length or 512)
         if not checked:
             return np.zeros(0, dtype=np.float32)
         try:

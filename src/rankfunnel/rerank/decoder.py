@@ -28,12 +28,16 @@ from rankfunnel._optional import require
 from rankfunnel.errors import InvalidInputError, RerankerUnavailableError
 from rankfunnel.models import choose_device, choose_dtype, resolve_model, warn_if_non_commercial
 from rankfunnel.progress import progress
-from rankfunnel.rerank.base import BaseReranker, Calibration
+from rankfunnel.rerank.base import CHARS_PER_TOKEN_CAP, BaseReranker, Calibration, check_pairs
 from rankfunnel.rerank.batching import token_budget_batches
 from rankfunnel.rerank.decoder_batching import Unit, make_units
 from rankfunnel.rerank.prompts import STYLES, encode_pairs, prompt_format
 
 log = logging.getLogger(__name__)
+
+#: Windows scored per document when ``max_chunks`` is None: 32 windows of 2,048 tokens read ~65k tokens of a
+#: document; what lies beyond is not scored (and not tokenised), however long the stored document is.
+MAX_WINDOWS = 32
 
 Style = Literal["auto", "zerank", "qwen3-reranker"]
 Aggregate = Literal["max", "mean", "first"]
@@ -112,7 +116,8 @@ class DecoderReranker(BaseReranker):
         max_doc_tokens: Document tokens per window; longer documents are split into windows.
         chunk_overlap: Tokens shared by consecutive windows.
         aggregate: How window scores combine: ``"max"`` (default), ``"mean"`` or ``"first"``.
-        max_chunks: Cap on windows per document (``None``: all); a warning counts documents cut by the cap.
+        max_chunks: Cap on windows per document (``None``: :data:`MAX_WINDOWS`, so that one stored document
+            cannot make scoring unbounded); a warning counts documents cut by the cap.
         batch_tokens: Token budget of one forward pass (batch size x padded length, prefix included);
             ``"auto"``: 16,384 on GPU, 2,048 on CPU (big batches gain nothing there, smaller ones pad less);
             ``None``: unbounded (then cap with ``max_batch_size``).
@@ -168,7 +173,8 @@ class DecoderReranker(BaseReranker):
             raise InvalidInputError(f"style={style!r} is unknown; use 'auto', 'zerank' or 'qwen3-reranker'.")
         self.torch = require("torch", "core")
         self.max_doc_tokens, self.chunk_overlap, self.aggregate = max_doc_tokens, chunk_overlap, aggregate
-        self.max_chunks, self.max_batch_size = max_chunks, max_batch_size
+        self.max_chunks: int = max_chunks if max_chunks is not None else MAX_WINDOWS
+        self.max_batch_size = max_batch_size
         self.sort_by_length, self.prefix_sharing, self.show_progress = (
             sort_by_length,
             prefix_sharing,
@@ -232,10 +238,13 @@ class DecoderReranker(BaseReranker):
         """
         if len(pairs) == 0:
             return np.zeros(0, dtype=np.float32)
+        # texts cut before tokenising: a document to what its windows can read, a query to the context size
+        step = self.max_doc_tokens - self.chunk_overlap
+        pairs = check_pairs(pairs, self.max_chunks * step + self.chunk_overlap)
+        qcap = self.max_positions * CHARS_PER_TOKEN_CAP
+        pairs = [(q[:qcap], d) for q, d in pairs]
         groups: dict[str, list[int]] = {}
         for i, pair in enumerate(pairs):
-            if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str):
-                raise InvalidInputError(f"Pair {i} is not a (query, document) tuple of two strings.")
             groups.setdefault(pair[0], []).append(i)
         units: list[Unit] = []
         cut = 0

@@ -39,9 +39,9 @@ import numpy as np
 
 from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
 from rankfunnel.models import resolve_model, warn_if_non_commercial
-from rankfunnel.rerank.base import BaseReranker, Calibration
+from rankfunnel.rerank.base import BaseReranker, Calibration, check_pairs
 from rankfunnel.rerank.batching import token_budget_batches
-from rankfunnel.rerank.cross_encoder import check_pairs, unavailable
+from rankfunnel.rerank.cross_encoder import unavailable
 from rankfunnel.rerank.onnx_cache import MODEL_INPUTS, OnnxEncoder
 from rankfunnel.rerank.openvino_cache import OpenVinoEncoder
 
@@ -245,7 +245,7 @@ class FastEncoderReranker(BaseReranker):
             InvalidInputError: A pair is not two strings.
             RerankerUnavailableError: The model failed while scoring.
         """
-        checked = check_pairs(pairs)
+        checked = check_pairs(pairs, self.max_length)
         if not checked:
             return np.zeros(0, dtype=np.float32)
         enc = self.tokenizer([q for q, _ in checked], [d for _, d in checked], truncation="longest_first",
