@@ -25,6 +25,7 @@ from rankfunnel.errors import InvalidInputError, RankfunnelError
 from rankfunnel.jsonl import read_jsonl
 from rankfunnel.protocols import Collection
 from rankfunnel.types import Document
+from rankfunnel.validate import check_document
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -241,7 +242,7 @@ def document_from_json(obj: Any) -> Document:
     extra = {k: v for k, v in obj.items() if k not in _KNOWN_KEYS and k not in metadata}
     if extra:  # keep unknown fields instead of silently dropping them
         metadata = {**metadata, **extra}
-    return Document(id=doc_id, title=title, text=text, metadata=metadata)
+    return check_document(Document(id=doc_id, title=title, text=text, metadata=metadata))
 
 
 def _text_files(folder: Path) -> Iterator[Path]:

@@ -203,7 +203,9 @@ def index(
     if encode_devices is not None and not devices:
         raise InvalidInputError("--encode-devices is empty: give e.g. 'cuda:0,cuda:1' or 'cpu,cpu'.")
     if index_dir is not None and not milvus_uri and backend is not Backend.milvus:
-        _check_index_target(index_dir)  # before any model is loaded
+        from rankfunnel.collection import check_index_target
+
+        check_index_target(index_dir)  # before any model is loaded
     target = milvus_uri or str(index_dir)
     rejects_path = rejects if rejects is not None else default_rejects_path(target)
     emb = make_embedder(embedder, device=device) if embedder else None
@@ -253,22 +255,6 @@ def index(
         )
     if stats.rejected and not stats.added and not stats.skipped:
         raise typer.Exit(2)  # nothing usable in the source: an input error
-
-
-def _check_index_target(index_dir: Path) -> None:
-    """Refuse a path that is neither an index nor a place for a new one (before any model is loaded)."""
-    from rankfunnel.index.local_files import DOCS, MANIFEST
-
-    if index_dir.exists() and not index_dir.is_dir():
-        raise InvalidInputError(
-            f"--index-dir {index_dir} is a file, not an index directory; pass a new or existing index directory."
-        )
-    is_index = (index_dir / DOCS).exists() or (index_dir / MANIFEST).exists()
-    if index_dir.is_dir() and not is_index and any(index_dir.iterdir()):
-        raise InvalidInputError(
-            f"--index-dir {index_dir} is a folder that holds other files but no index; pass an empty or new "
-            "folder, or an index built by `rankfunnel index`."
-        )
 
 
 @app.command()

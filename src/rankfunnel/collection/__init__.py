@@ -23,7 +23,7 @@ from rankfunnel.errors import InvalidInputError, OptionalDependencyError
 from rankfunnel.index.faiss import IndexConfig
 from rankfunnel.protocols import Collection, Embedder
 
-__all__ = ["LocalCollection", "MemoryCollection", "open_collection"]
+__all__ = ["LocalCollection", "MemoryCollection", "check_index_target", "open_collection"]
 
 
 def _looks_like_milvus(target: str) -> bool:
@@ -76,9 +76,28 @@ def open_collection(
         if opts:
             raise InvalidInputError(f"Unknown options for a faiss collection: {sorted(opts)}.")
         return LocalCollection.open(path, embedder, fusion=fusion, device=device, ef_search=ef)
+    check_index_target(path)  # before any model is loaded
     if embedder is None:
         from rankfunnel.embed import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(device=opts.pop("device", None))
     opts.pop("device", None)
     return LocalCollection.create(path, embedder, fusion=fusion, **opts)
+
+
+def check_index_target(path: str | os.PathLike[str]) -> None:
+    """Refuse a path that is neither an index directory nor a place for a new one (a file, another folder).
+
+    Cheap, so callers run it before loading any model.
+
+    Raises:
+        InvalidInputError: naming the path and what to pass instead.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InvalidInputError(f"{p} is a file, not an index directory; pass a new or existing index directory.")
+    if p.is_dir() and not ((p / DOCS).exists() or (p / MANIFEST).exists()) and any(p.iterdir()):
+        raise InvalidInputError(
+            f"{p} is a folder that holds other files but no index; pass an empty or new folder, or an index "
+            "built by `rankfunnel index`."
+        )
