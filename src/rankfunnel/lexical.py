@@ -12,6 +12,7 @@ reads the same everywhere, whether or not PyStemmer is installed). Scoring: Luce
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,12 @@ from rankfunnel.progress import track
 STATE_FILE = "state.json"
 KEYS_FILE = "keys.npy"
 FORMAT = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in chunks (the checksum that derived files of an index are verified with)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _bm25s() -> Any:
@@ -139,6 +146,7 @@ class BM25Index:
             self._retriever.save(str(tmp), show_progress=False)
         np.save(tmp / KEYS_FILE, self.keys)
         state = {
+            "sha256": {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()},
             "format": FORMAT,
             "generation": self.generation,
             "k1": self.k1,
@@ -156,19 +164,58 @@ class BM25Index:
         directory = Path(directory)
         try:
             state = json.loads((directory / STATE_FILE).read_text())
+            if not isinstance(state, dict):
+                raise ValueError("state.json is not a JSON object")
+            for name, digest in dict(state.get("sha256") or {}).items():  # files written with their checksums
+                if file_sha256(directory / name) != digest:
+                    raise ValueError(f"{name} differs from the file that was saved (checksum)")
             keys = np.load(directory / KEYS_FILE)
             retriever = (
                 None if state.get("empty") else _bm25s().BM25.load(str(directory), show_progress=False)
             )
-        except (OSError, ValueError, KeyError) as exc:
+            if not (isinstance(keys, np.ndarray) and keys.ndim == 1 and np.issubdtype(keys.dtype, np.integer)):
+                raise ValueError(f"keys.npy holds {getattr(keys, 'dtype', type(keys))} of shape "
+                                 f"{getattr(keys, 'shape', '?')}, not a list of integer keys")
+            return cls(retriever, keys, int(state["generation"]), float(state["k1"]), float(state["b"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise IndexCorruptError(f"Cannot read the BM25 index in {directory} ({exc}).") from exc
-        return cls(retriever, keys, int(state["generation"]), float(state["k1"]), float(state["b"]))
+
+    def check(self, live_keys: np.ndarray) -> None:
+        """Raise :class:`IndexCorruptError` unless this index covers exactly ``live_keys`` with a matrix of that size.
+
+        A saved index that parses but disagrees with the store (keys of another length or other documents, a
+        score matrix or vocabulary of another shape) would otherwise fail inside a search.
+        """
+        if not np.array_equal(self.keys, np.sort(np.asarray(live_keys, dtype=np.int64))):
+            raise IndexCorruptError(f"BM25 keys ({len(self.keys)}) differ from the stored documents ({len(live_keys)})")
+        if self._retriever is None:
+            if len(self.keys):
+                raise IndexCorruptError("BM25 index is marked empty but lists documents")
+            return
+        scores = getattr(self._retriever, "scores", None) or {}
+        vocab = getattr(self._retriever, "vocab_dict", None) or {}
+        data, indices, indptr = (np.asarray(scores.get(k, [])) for k in ("data", "indices", "indptr"))
+        n = int(scores.get("num_docs", -1))
+        ok = (
+            n == len(self.keys)
+            and indptr.ndim == 1
+            and len(vocab) <= indptr.size <= len(vocab) + 1  # bm25s gives its empty token no column
+            and data.shape == indices.shape
+            and (indptr.size == 0 or int(indptr[-1]) == data.size)
+            and (indices.size == 0 or (int(indices.min()) >= 0 and int(indices.max()) < n))
+            and all(isinstance(v, int | np.integer) and 0 <= int(v) < len(vocab) for v in vocab.values())
+        )
+        if not ok:
+            raise IndexCorruptError(
+                f"BM25 matrix ({n} documents, {indptr.size} pointers, {len(vocab)} terms) does not match its "
+                f"{len(self.keys)} keys"
+            )
 
     @staticmethod
     def saved_generation(directory: str | Path) -> int | None:
         """The store generation a saved index was built at, or None when absent or unreadable."""
         try:
             state = json.loads((Path(directory) / STATE_FILE).read_text())
-            return int(state["generation"]) if state.get("format") == FORMAT else None
+            return int(state["generation"]) if isinstance(state, dict) and state.get("format") == FORMAT else None
         except (OSError, ValueError, KeyError, TypeError):
             return None

@@ -99,9 +99,25 @@ class DocStore:
             (name, str(value)),
         )
 
+    def int_meta(self, name: str, default: int = 0, *, minimum: int = 0) -> int:
+        """An integer setting; :class:`IndexCorruptError` when the stored value is not one (a tampered store)."""
+        value = self.get_meta(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = minimum - 1
+        if number < minimum:
+            raise IndexCorruptError(
+                f"{self.path} stores {name}={value!r}, not an integer >= {minimum}: the index is damaged. "
+                "Rebuild it into a new directory with `rankfunnel index SOURCE --index-dir NEW`."
+            )
+        return number
+
     @property
     def generation(self) -> int:
-        return int(self.get_meta("generation", "0") or 0)
+        return self.int_meta("generation")
 
     def bump_generation(self, conn: sqlite3.Connection) -> int:
         row = conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()
@@ -205,6 +221,12 @@ class DocStore:
             cur = self._conn.execute("SELECT key, vector FROM docs ORDER BY key")
             while part := cur.fetchmany(batch):
                 keys = np.asarray([r[0] for r in part], dtype=np.int64)
+                sizes = {len(r[1]) if isinstance(r[1], bytes) else -1 for r in part}
+                if sizes != {4 * dim}:
+                    raise IndexCorruptError(
+                        f"{self.path} holds vectors of {sorted(s // 4 for s in sizes)} values, but its dimension is "
+                        f"{dim}: the index is damaged. Rebuild it into a new directory with `rankfunnel index`."
+                    )
                 vecs = np.frombuffer(b"".join(r[1] for r in part), dtype=np.float32).reshape(len(part), dim)
                 yield keys, vecs
 

@@ -198,22 +198,32 @@ class LocalCollection(CollectionMixin):
                 f"{path} holds an index whose creation was interrupted; delete the directory "
                 "and create it again."
             )
-        if int(meta["format_version"] or 0) > FORMAT_VERSION:
+        if store.int_meta("format_version", minimum=1) > FORMAT_VERSION:
             raise IndexCorruptError(
                 f"{path} was written by a newer rankfunnel (format {meta['format_version']}); "
                 "upgrade rankfunnel to open it."
             )
-        name, dim = str(meta["embedder"]), int(meta["dim"] or 0)
+        name, dim = str(meta["embedder"]), store.int_meta("dim", minimum=1)
+        store.int_meta("generation")
+        store.int_meta("next_key")
+        next(store.iter_vectors(dim, batch=16), None)  # the stored vectors have that dimension
         if embedder is not None and (embedder.name != name or int(embedder.dim) != dim):
             raise IndexMismatchError(
                 f"{path} was built with embedder {name!r} (dimension {dim}), but {embedder.name!r} "
                 f"(dimension {embedder.dim}) was given. Use the embedder {name!r} (or pass embedder=None "
                 "to load it from the index), or build a new index directory with the new embedder."
             )
-        opts = json.loads(meta["index"] or "{}")
-        if ef_search is not None:
-            opts["ef_search"] = ef_search
-        col = cls(path, store, embedder, name, dim, IndexConfig(**opts), fusion, device)
+        try:
+            opts = json.loads(meta["index"] or "{}")
+            config = IndexConfig(**{**opts, **({} if ef_search is None else {"ef_search": ef_search})})
+        except (ValueError, TypeError) as exc:
+            if ef_search is not None and isinstance(exc, InvalidInputError):
+                raise
+            raise IndexCorruptError(
+                f"{path / DOCS} stores index settings that cannot be read ({exc}): the index is damaged. "
+                "Rebuild it into a new directory with `rankfunnel index SOURCE --index-dir NEW`."
+            ) from None
+        col = cls(path, store, embedder, name, dim, config, fusion, device)
         col._files.cleanup()
         return col
 
