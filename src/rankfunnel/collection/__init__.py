@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rankfunnel.collection.local import LocalCollection
-from rankfunnel.collection.local_files import DOCS, MANIFEST
+from rankfunnel.collection.local_files import DOCS, LOCK, MANIFEST
 from rankfunnel.collection.memory import MemoryCollection
 from rankfunnel.errors import InvalidInputError, OptionalDependencyError
 from rankfunnel.index.faiss import IndexConfig
@@ -96,7 +96,8 @@ def check_index_target(path: str | os.PathLike[str]) -> None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise InvalidInputError(f"{p} is a file, not an index directory; pass a new or existing index directory.")
-    if p.is_dir() and not ((p / DOCS).exists() or (p / MANIFEST).exists()) and any(p.iterdir()):
+    is_index = (p / DOCS).exists() or (p / MANIFEST).exists()
+    if p.is_dir() and not is_index and any(f.name != LOCK for f in p.iterdir()):
         raise InvalidInputError(
             f"{p} is a folder that holds other files but no index; pass an empty or new folder, or an index "
             "built by `rankfunnel index`."

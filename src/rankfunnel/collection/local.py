@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from rankfunnel.collection.base import (
     CollectionMixin,
@@ -36,7 +37,7 @@ from rankfunnel.collection.base import (
     ranked,
     to_hits,
 )
-from rankfunnel.collection.local_files import DOCS, FORMAT_VERSION, MANIFEST, IndexFiles
+from rankfunnel.collection.local_files import DOCS, FORMAT_VERSION, LOCK, MANIFEST, IndexFiles
 from rankfunnel.embed import check_same_embedder, embedder_from_name
 from rankfunnel.errors import (
     IndexCorruptError,
@@ -125,32 +126,39 @@ class LocalCollection(CollectionMixin):
             ...                              exist_ok=True, ef_search=128)
         """
         path = Path(path)
-        if (path / DOCS).exists() or (path / MANIFEST).exists():
+        if path.exists() and not path.is_dir():
+            raise InvalidInputError(f"{path} is a file, not a directory; choose a new directory.")
+        config = IndexConfig(index_type=index_type, **index_opts)
+        path.mkdir(parents=True, exist_ok=True)
+        # check-and-create under the directory's writer lock: racing creators see a complete index or none
+        with FileLock(str(path / LOCK)):
+            exists = (path / DOCS).exists() or (path / MANIFEST).exists()
+            if not exists:
+                if any(p.name != LOCK for p in path.iterdir()):
+                    raise InvalidInputError(f"{path} exists and is not an empty directory; choose a new directory.")
+                if embedder is None:
+                    from rankfunnel.embed import SentenceTransformerEmbedder
+
+                    embedder = SentenceTransformerEmbedder()
+                store = DocStore(path / DOCS)
+                with store.transaction() as conn:
+                    for name, value in (
+                        ("format_version", FORMAT_VERSION),
+                        ("embedder", embedder.name),
+                        ("dim", embedder.dim),
+                        ("index", json.dumps(config.to_dict())),
+                        ("generation", 0),
+                        ("next_key", 0),
+                    ):
+                        store.set_meta(conn, name, value)
+        if exists:
             if exist_ok:
                 return cls.open(path, embedder, fusion=fusion)
             raise InvalidInputError(
                 f"{path} already holds an index; open it with LocalCollection.open(...) "
                 "(open_collection(..., create=False)) or choose an empty directory."
             )
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise InvalidInputError(f"{path} exists and is not an empty directory; choose a new directory.")
-        config = IndexConfig(index_type=index_type, **index_opts)
-        if embedder is None:
-            from rankfunnel.embed import SentenceTransformerEmbedder
-
-            embedder = SentenceTransformerEmbedder()
-        path.mkdir(parents=True, exist_ok=True)
-        store = DocStore(path / DOCS)
-        with store.transaction() as conn:
-            for name, value in (
-                ("format_version", FORMAT_VERSION),
-                ("embedder", embedder.name),
-                ("dim", embedder.dim),
-                ("index", json.dumps(config.to_dict())),
-                ("generation", 0),
-                ("next_key", 0),
-            ):
-                store.set_meta(conn, name, value)
+        assert embedder is not None
         col = cls(path, store, embedder, embedder.name, int(embedder.dim), config, fusion)
         col._persist(force=True)
         return col
@@ -193,6 +201,9 @@ class LocalCollection(CollectionMixin):
             )
         store = DocStore(path / DOCS)
         meta = {n: store.get_meta(n) for n in ("format_version", "embedder", "dim", "index")}
+        if any(v is None for v in meta.values()):  # perhaps being created right now: wait for its creator
+            with FileLock(str(path / LOCK)):
+                meta = {n: store.get_meta(n) for n in meta}
         if any(v is None for v in meta.values()):
             raise IndexCorruptError(
                 f"{path} holds an index whose creation was interrupted; delete the directory "
