@@ -154,6 +154,7 @@ def eval_cmd(
     from rankfunnel.eval.runner import dataset_collection, evaluate_dataset
 
     folders = _dataset_dirs(dataset_dirs, datasets)
+    loaded = [load_beir(folder, pick_split(folder, split)) for folder in folders]  # bad input: before any model
     ks = parse_ints(k, "--k")
     if top_k < 1:
         raise InvalidInputError(f"--top-k must be >= 1, got {top_k}.")
@@ -164,8 +165,7 @@ def eval_cmd(
         model = load_reranker(reranker, device=device)  # an evaluation must not silently fall back to stage 1
     emb = make_embedder(embedder, device=device)
     summaries, deltas, lat, sweeps = [], {}, {}, []
-    for folder in folders:
-        ds = load_beir(folder, pick_split(folder, split))
+    for ds in loaded:
         col = dataset_collection(ds, emb, cache_dir=cache_dir, show_progress=not quiet)
         res = evaluate_dataset(
             ds,
