@@ -1,7 +1,8 @@
-"""Service test helpers: a running app (lifespan on) behind httpx.ASGITransport, and a small corpus."""
+"""Service test helpers: a running, warmed-up app (lifespan on) behind httpx.ASGITransport, and a small corpus."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -79,6 +80,11 @@ def make_pipeline(collection: Any = None) -> Any:
 async def running(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, behind an in-process httpx client."""
     async with app.router.lifespan_context(app):
+        engine = app.state.engine
+        for _ in range(2000):  # like a load balancer, wait for readiness (or a first failed warm-up attempt)
+            if engine.warm or engine.warmup_error:
+                break
+            await asyncio.sleep(0.005)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # like a real server
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
             yield client

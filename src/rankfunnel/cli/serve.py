@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -24,6 +24,18 @@ def _api_keys(cli_keys: list[str] | None) -> tuple[str, ...]:
     env = os.environ.get("RANKFUNNEL_API_KEYS", "")
     keys = [k.strip() for k in env.split(",") if k.strip()] + list(cli_keys or [])
     return tuple(dict.fromkeys(keys))
+
+
+def _queue_wait(value: str) -> float | Literal["auto"] | None:
+    v = value.strip().lower()
+    if v in ("auto", "off"):
+        return "auto" if v == "auto" else None
+    try:
+        return float(v)
+    except ValueError:
+        raise InvalidInputError(
+            f"--max-queue-wait-ms must be a number of milliseconds, 'auto' or 'off', got {value!r}."
+        ) from None
 
 
 @app.command()
@@ -81,8 +93,12 @@ def serve(
     max_batch_pairs: Annotated[int, typer.Option(help="Pairs per model call at most.")] = 512,
     max_queue_pairs: Annotated[int, typer.Option(help="Pairs allowed to wait; beyond: 429.")] = 8_192,
     max_queue_wait_ms: Annotated[
-        float | None, typer.Option(help="Also 429 when the queue would take longer than this to drain.")
-    ] = None,
+        str,
+        typer.Option(
+            help="Also 429 when the queue would take longer than this many ms to drain; 'auto' derives it "
+            "from the measured model time (4 calls, >= 1 s, <= half the deadline); 'off': no such bound."
+        ),
+    ] = "auto",
     max_inflight: Annotated[int, typer.Option(help="Requests handled at once; beyond: 429.")] = 1024,
     deadline_ms: Annotated[float, typer.Option(help="Per-request rerank deadline.")] = 10_000.0,
     attempt_timeout_ms: Annotated[
@@ -101,6 +117,11 @@ def serve(
     max_documents: Annotated[int, typer.Option(help="Documents per request.")] = 1000,
     max_doc_chars: Annotated[int, typer.Option(help="Characters per document.")] = 20_000,
     max_query_chars: Annotated[int, typer.Option(help="Characters per query.")] = 2_000,
+    max_id_chars: Annotated[int, typer.Option(help="Characters per document id (and rerank 'model').")] = 512,
+    max_title_chars: Annotated[int, typer.Option(help="Characters per document title.")] = 2_000,
+    max_metadata_bytes: Annotated[
+        int, typer.Option(help="Bytes of one document's metadata (or a search filter) as JSON.")
+    ] = 16_384,
     api_key: Annotated[
         list[str] | None,
         typer.Option("--api-key", help="Accepted API key (repeatable); prefer RANKFUNNEL_API_KEYS."),
@@ -138,7 +159,7 @@ def _serve(
     max_batch_tokens: int,
     max_batch_pairs: int,
     max_queue_pairs: int,
-    max_queue_wait_ms: float | None,
+    max_queue_wait_ms: str,
     max_inflight: int,
     deadline_ms: float,
     attempt_timeout_ms: float | None,
@@ -150,6 +171,9 @@ def _serve(
     max_documents: int,
     max_doc_chars: int,
     max_query_chars: int,
+    max_id_chars: int,
+    max_title_chars: int,
+    max_metadata_bytes: int,
     api_key: list[str] | None,
     trust_remote_code: bool,
     log_level: str,
@@ -179,7 +203,7 @@ def _serve(
         max_batch_pairs=max_batch_pairs,
         max_wait_ms=max_wait_ms,
         max_queue_pairs=max_queue_pairs,
-        max_queue_wait_ms=max_queue_wait_ms,
+        max_queue_wait_ms=_queue_wait(max_queue_wait_ms),
         max_inflight=max_inflight,
         deadline_ms=deadline_ms,
         fail_open=not fail_closed,
@@ -190,7 +214,12 @@ def _serve(
         cache_path=str(cache_path) if cache_path else None,
         api_keys=keys,
         limits=Limits(
-            max_documents=max_documents, max_doc_chars=max_doc_chars, max_query_chars=max_query_chars
+            max_documents=max_documents,
+            max_doc_chars=max_doc_chars,
+            max_query_chars=max_query_chars,
+            max_id_chars=max_id_chars,
+            max_title_chars=max_title_chars,
+            max_metadata_bytes=max_metadata_bytes,
         ),
         trust_remote_code=trust_remote_code,
     )

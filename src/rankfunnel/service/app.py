@@ -285,9 +285,9 @@ def create_app(
                 backend=backend,
             )
         app.state.engine = engine
-        await engine.start()
+        await engine.start(warmup=cfg.warmup)  # /readyz says ready once the warm-up batch has been scored
         log.info(
-            "rankfunnel service ready: rerankers=%s index=%s",
+            "rankfunnel service started (warming up): rerankers=%s index=%s",
             [r.name for r in chain],
             index_dir if pipeline is None else "given",
         )

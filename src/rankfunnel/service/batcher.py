@@ -4,7 +4,12 @@ Concurrent requests put their (query, document) pairs on a bounded queue. One wo
 requests off the queue until the batch's token budget (or pair cap) is reached or ``max_wait_ms`` passed,
 then runs the blocking ``reranker.predict`` in its own single thread, so the event loop stays free and the
 model never runs two calls at once. A full queue raises :class:`~rankfunnel.errors.OverloadedError` with a
-``retry_after`` estimated from the measured throughput (the service answers 429 + Retry-After).
+``retry_after`` estimated from the measured throughput (the service answers 429 + Retry-After); with
+``max_queue_wait_ms="auto"`` the drain-time bound is derived from the measured model-call time.
+
+Isolation: when a model call over several requests fails, the batch is split in halves and each half is
+retried (recursively), so only the request(s) whose own pairs make the model fail get the error; the
+innocent requests batched with them are answered normally.
 
 No FastAPI import: the CLI and the benchmarks use this module too.
 """
@@ -20,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +38,16 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4
 #: Tokens added per pair for special tokens and templates.
 PAIR_OVERHEAD_TOKENS = 8
+#: ``max_queue_wait_ms="auto"``: the queue may hold this many model calls' worth of work ...
+AUTO_QUEUE_WAIT_CALLS = 4.0
+#: ... but at least this long (so that a fast model is not throttled by timer noise) ...
+AUTO_QUEUE_WAIT_MIN_S = 1.0
+#: ... and at most this fraction of the request deadline (a queued request must still have time to be scored).
+AUTO_QUEUE_WAIT_DEADLINE_FRACTION = 0.5
+
+
+#: Failures that say nothing about the input (a dead or busy model): no point in splitting the batch.
+_NOT_INPUT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, OverloadedError)
 
 
 def estimate_tokens(pairs: Sequence[tuple[str, str]]) -> int:
@@ -62,8 +78,11 @@ class MicroBatcher:
         max_wait_ms: How long to wait for more requests once one is queued and the model is idle.
         max_queue_pairs: Pairs allowed to wait; more raises :class:`OverloadedError`.
         max_queue_wait_ms: Also raise it when the queue would take longer than this to drain at the measured
-            throughput (None: no such check).
+            throughput (None: no such check). ``"auto"`` derives the bound from the measured time of a model
+            call: ``AUTO_QUEUE_WAIT_CALLS`` calls, at least ``AUTO_QUEUE_WAIT_MIN_S`` and at most
+            ``AUTO_QUEUE_WAIT_DEADLINE_FRACTION`` of ``deadline_ms`` (see :meth:`queue_wait_bound_s`).
         on_batch: Optional observer called after each model call (for metrics).
+        deadline_ms: The request deadline the ``"auto"`` bound must leave room within.
 
     Examples:
         >>> import asyncio
@@ -83,8 +102,9 @@ class MicroBatcher:
         max_batch_pairs: int = 512,
         max_wait_ms: float = 3.0,
         max_queue_pairs: int = 8_192,
-        max_queue_wait_ms: float | None = None,
+        max_queue_wait_ms: float | Literal["auto"] | None = None,
         on_batch: BatchObserver | None = None,
+        deadline_ms: float = 10_000.0,
     ) -> None:
         self.reranker = reranker
         self.name = str(getattr(reranker, "name", type(reranker).__name__))
@@ -92,7 +112,11 @@ class MicroBatcher:
         self.max_batch_pairs = max_batch_pairs
         self.max_wait_s = max_wait_ms / 1e3
         self.max_queue_pairs = max_queue_pairs
-        self.max_queue_wait_s = None if max_queue_wait_ms is None else max_queue_wait_ms / 1e3
+        self.auto_queue_wait = max_queue_wait_ms == "auto"
+        self.max_queue_wait_s = (
+            None if max_queue_wait_ms is None or max_queue_wait_ms == "auto" else float(max_queue_wait_ms) / 1e3
+        )
+        self.deadline_s = deadline_ms / 1e3
         self.on_batch = on_batch
         self._queue: deque[_Item] = deque()
         self._pending_pairs = 0
@@ -102,6 +126,7 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._closed = True
         self._pairs_per_s = 0.0  # exponentially weighted throughput, for Retry-After
+        self._call_s = 0.0  # exponentially weighted duration of one model call, for the "auto" queue bound
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,6 +175,15 @@ class MicroBatcher:
         """Pairs in the model call now running."""
         return self._busy_pairs
 
+    def queue_wait_bound_s(self) -> float | None:
+        """The drain-time bound in seconds now in force (None: none; "auto" before any measured call: none)."""
+        if not self.auto_queue_wait:
+            return self.max_queue_wait_s
+        if self._call_s <= 0:
+            return None
+        cap = AUTO_QUEUE_WAIT_DEADLINE_FRACTION * self.deadline_s
+        return min(cap, max(AUTO_QUEUE_WAIT_MIN_S, AUTO_QUEUE_WAIT_CALLS * self._call_s))
+
     def retry_after(self) -> float:
         """Seconds until the queue has likely drained (at least 1)."""
         if self._pairs_per_s <= 0:
@@ -179,13 +213,15 @@ class MicroBatcher:
                 f"{self.max_queue_pairs}); retry after {wait:.0f} s or send fewer documents.",
                 wait,
             )
-        if self.max_queue_wait_s is not None and self._pairs_per_s > 0 and self._pending_pairs > 0:
+        bound_s = self.queue_wait_bound_s()
+        if bound_s is not None and self._pairs_per_s > 0 and self._pending_pairs > 0:
             drain_s = (self._pending_pairs + self._busy_pairs + n) / self._pairs_per_s
-            if drain_s > self.max_queue_wait_s:
+            if drain_s > bound_s:
                 wait = self.retry_after()
+                how = " derived from the measured model time" if self.auto_queue_wait else ""
                 raise OverloadedError(
                     f"The rerank queue would take {drain_s:.1f} s to drain (limit max_queue_wait_ms="
-                    f"{self.max_queue_wait_s * 1e3:.0f}); retry after {wait:.0f} s.",
+                    f"{bound_s * 1e3:.0f}{how}); retry after {wait:.0f} s.",
                     wait,
                 )
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
@@ -255,8 +291,42 @@ class MicroBatcher:
             await self._score(loop, batch)
 
     async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        """Score ``batch`` in one model call; if it fails, split it and retry the halves (isolation)."""
+        batch = [item for item in batch if not item.future.done()]  # cancelled at their deadline meanwhile
+        if not batch:
+            return
+        try:
+            raw = await self._call(loop, [p for item in batch for p in item.pairs], len(batch))
+        except Exception as exc:  # noqa: BLE001 - split, or hand to the request, which decides (fail open/closed)
+            if len(batch) == 1 or isinstance(exc, _NOT_INPUT_ERRORS):
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                return
+            log.warning(
+                "reranker %r failed on a batch of %d requests (%s: %s); retrying in halves so that only "
+                "the request that causes it fails",
+                self.name,
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+            half = len(batch) // 2
+            await self._score(loop, batch[:half])
+            await self._score(loop, batch[half:])
+            return
+        start = 0
+        for item in batch:
+            part = raw[start : start + len(item.pairs)]
+            start += len(item.pairs)
+            if not item.future.done():
+                item.future.set_result(part)
+
+    async def _call(
+        self, loop: asyncio.AbstractEventLoop, all_pairs: list[tuple[str, str]], requests: int
+    ) -> np.ndarray:
+        """One model call in the model thread; checks the output and updates the throughput estimates."""
         assert self._executor is not None
-        all_pairs = [p for item in batch for p in item.pairs]
         self._busy_pairs = len(all_pairs)
         t0 = time.perf_counter()
         try:
@@ -271,21 +341,12 @@ class MicroBatcher:
                 raise RerankerUnavailableError(
                     f"Reranker {self.name!r} returned non-finite scores; check the model dtype (try fp32)."
                 )
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request, which decides (fail open/closed)
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            return
         finally:
             self._busy_pairs = 0
         dt = time.perf_counter() - t0
         rate = len(all_pairs) / dt if dt > 0 else 0.0
         self._pairs_per_s = rate if self._pairs_per_s == 0 else 0.8 * self._pairs_per_s + 0.2 * rate
+        self._call_s = dt if self._call_s == 0 else 0.8 * self._call_s + 0.2 * dt
         if self.on_batch is not None:
-            self.on_batch(len(all_pairs), len(batch), dt)
-        start = 0
-        for item in batch:
-            part = raw[start : start + len(item.pairs)]
-            start += len(item.pairs)
-            if not item.future.done():
-                item.future.set_result(part)
+            self.on_batch(len(all_pairs), requests, dt)
+        return raw

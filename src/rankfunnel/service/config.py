@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rankfunnel.errors import InvalidInputError
 
@@ -28,9 +29,12 @@ class Limits:
     """Per-request input limits; exceeding one answers 413 (size) or 422 (length) naming the limit.
 
     Args:
-        max_documents: Documents per rerank request (and ``top_k`` of a search).
-        max_doc_chars: Characters per document.
+        max_documents: Documents per rerank request or ``/v1/documents`` batch (and ``top_k`` of a search).
+        max_doc_chars: Characters per document text.
         max_query_chars: Characters per query.
+        max_id_chars: Characters per document id (also the ``model`` name of a rerank request).
+        max_title_chars: Characters per document title.
+        max_metadata_bytes: Size of one document's metadata (or a search ``filter``) as compact JSON, in bytes.
         max_body_bytes: Size of a request body in bytes (answers 413 before parsing).
         max_top_n: Largest ``top_n`` of a search.
     """
@@ -38,11 +42,23 @@ class Limits:
     max_documents: int = 1000
     max_doc_chars: int = 20_000
     max_query_chars: int = 2_000
+    max_id_chars: int = 512
+    max_title_chars: int = 2_000
+    max_metadata_bytes: int = 16_384
     max_body_bytes: int = 16 * 1024 * 1024
     max_top_n: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("max_documents", "max_doc_chars", "max_query_chars", "max_body_bytes", "max_top_n"):
+        for name in (
+            "max_documents",
+            "max_doc_chars",
+            "max_query_chars",
+            "max_id_chars",
+            "max_title_chars",
+            "max_metadata_bytes",
+            "max_body_bytes",
+            "max_top_n",
+        ):
             _positive(name, getattr(self, name), integer=True)
 
 
@@ -57,7 +73,9 @@ class ServiceConfig:
         max_wait_ms: How long the batcher waits for more requests once it holds one.
         max_queue_pairs: Pairs allowed to wait per model worker; beyond it requests get 429 + Retry-After.
         max_queue_wait_ms: Also answer 429 when the queue would take longer than this to drain at the
-            measured model throughput (``None``: only ``max_queue_pairs``). Bounds latency under overload.
+            measured model throughput; bounds latency under overload. ``"auto"`` (default) derives the bound
+            from the measured model-call time (4 calls' worth, at least 1 s, at most half of ``deadline_ms``);
+            ``None``: only ``max_queue_pairs``.
         max_inflight: Requests handled at once; more get 429 before their body is read (protects the event
             loop when HTTP handling, not the model, is the bottleneck).
         deadline_ms: Default per-request deadline for reranking (a request may ask for less).
@@ -73,6 +91,8 @@ class ServiceConfig:
         api_keys: Accepted API keys (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``); empty: no auth.
         limits: Per-request input limits.
         trust_remote_code: Allow model repositories to run their own code (off by default).
+        warmup: Report ready (``/readyz``) only after every model scored one warm-up batch and stage 1 ran
+            one search; ``False`` reports ready as soon as the workers run (tests that count model calls).
 
     Examples:
         >>> ServiceConfig(max_wait_ms=2, deadline_ms=500).fail_open
@@ -83,7 +103,7 @@ class ServiceConfig:
     max_batch_pairs: int = 512
     max_wait_ms: float = 3.0
     max_queue_pairs: int = 8_192
-    max_queue_wait_ms: float | None = None
+    max_queue_wait_ms: float | Literal["auto"] | None = "auto"
     max_inflight: int = 1024
     deadline_ms: float = 10_000.0
     fail_open: bool = True
@@ -95,13 +115,14 @@ class ServiceConfig:
     api_keys: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     trust_remote_code: bool = False
+    warmup: bool = True
 
     def __post_init__(self) -> None:
         _positive("max_batch_tokens", self.max_batch_tokens, integer=True)
         _positive("max_batch_pairs", self.max_batch_pairs, integer=True)
         _positive("max_queue_pairs", self.max_queue_pairs, integer=True)
         _positive("max_inflight", self.max_inflight, integer=True)
-        if self.max_queue_wait_ms is not None:
+        if self.max_queue_wait_ms is not None and self.max_queue_wait_ms != "auto":
             _positive("max_queue_wait_ms", self.max_queue_wait_ms)
         _positive("deadline_ms", self.deadline_ms)
         _positive("cache_ttl_s", self.cache_ttl_s)

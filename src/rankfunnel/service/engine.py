@@ -13,6 +13,7 @@ exception moves on to the next reranker; when none is left the request either fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,14 @@ from rankfunnel.types import Hit, SearchResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: Pairs of the warm-up batch each reranker scores before the service reports ready (loads lazy weights,
+#: compiles kernels and gives the batcher its first throughput measurement).
+WARMUP_PAIRS: tuple[tuple[str, str], ...] = (
+    ("rankfunnel warm-up query", "a short warm-up document about search engines and reranking"),
+) * 8
+#: Longest pause between two warm-up attempts after a failure (the first pause is 1 s, then doubling).
+WARMUP_MAX_BACKOFF_S = 30.0
 
 
 class NotConfiguredError(RerankerUnavailableError):
@@ -108,6 +117,7 @@ class RerankEngine:
                 max_queue_pairs=config.max_queue_pairs,
                 max_queue_wait_ms=config.max_queue_wait_ms,
                 on_batch=metrics.batch_observer(str(r.name)) if metrics else None,
+                deadline_ms=config.deadline_ms,
             )
             for r in self.rerankers
         ]
@@ -115,19 +125,64 @@ class RerankEngine:
         self._collection_thread = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="rankfunnel-collection"
         )
-        self.ready = False
+        self.ready = False  # workers running: requests are served
+        self.warm = False  # every model loaded and scored one warm-up batch: /readyz says ready
+        self.warmup_error: str | None = None
+        self._warmup_task: asyncio.Task[None] | None = None
 
     @property
     def model_name(self) -> str | None:
         return str(self.rerankers[0].name) if self.rerankers else None
 
-    async def start(self) -> None:
+    async def start(self, *, warmup: bool = True) -> None:
+        """Start the model workers, then warm up in the background (``warmup=False``: warm at once)."""
         for b in self.batchers:
             await b.start()
         self.ready = True
+        if not warmup:
+            self.warm = True
+        elif self._warmup_task is None:
+            self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up(), name="rankfunnel-warmup")
+
+    async def warm_up(self) -> None:
+        """One warm-up batch through every reranker's worker, and one stage-1 search when there is an index.
+
+        Raises whatever the first failing model raised; on success :attr:`warm` becomes True.
+        """
+        pipe = self.pipeline
+        if pipe is not None and await self.in_collection_thread(len, pipe.collection) > 0:
+            await self.in_collection_thread(pipe.search, WARMUP_PAIRS[0][0], top_k=1, top_n=1, rerank=False)
+        await asyncio.gather(*[b.predict(list(WARMUP_PAIRS)) for b in self.batchers])
+        self.warm, self.warmup_error = True, None
+
+    async def _warm_up(self) -> None:
+        pause = 1.0
+        while not self.warm:
+            try:
+                await self.warm_up()
+            except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log, retried with back-off
+                self.warmup_error = f"warm-up failed ({type(exc).__name__}: {exc}); retrying in {pause:.0f} s"
+                log.warning(self.warmup_error)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, WARMUP_MAX_BACKOFF_S)
+        log.info("rankfunnel service warm: every model scored its warm-up batch")
+
+    async def wait_warm(self, timeout_s: float) -> bool:
+        """Wait until warm (or ``timeout_s`` passed); returns :attr:`warm`."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while not self.warm and loop.time() < end:
+            await asyncio.sleep(0.005)
+        return self.warm
 
     async def stop(self) -> None:
         self.ready = False
+        self.warm = False
+        if self._warmup_task is not None:
+            self._warmup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warmup_task
+            self._warmup_task = None
         for b in self.batchers:
             await b.stop()
         self._collection_thread.shutdown(wait=False, cancel_futures=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rankfunnel import validate
 from rankfunnel.errors import InvalidInputError
@@ -56,3 +58,49 @@ def check_top(top_k: int, top_n: int, limits: Limits) -> None:
                 f"({'max_documents' if name == 'top_k' else 'max_top_n'}); ask for fewer results.",
                 status=422,
             )
+
+
+def check_chars(value: str, limit: int, *, field: str, limit_name: str, flag: str) -> None:
+    """Reject a string field longer than ``limit`` characters (413), naming the field and the limit."""
+    if len(value) > limit:
+        raise LimitExceededError(
+            f"{field} has {len(value)} characters; the limit {limit_name} is {limit}. "
+            f"Send less or raise the limit ({flag})."
+        )
+
+
+def check_json_size(value: Mapping[str, Any] | None, limits: Limits, *, field: str) -> None:
+    """Reject metadata (or a filter) whose compact JSON is larger than ``max_metadata_bytes`` (413)."""
+    if not value:
+        return
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
+    if size > limits.max_metadata_bytes:
+        raise LimitExceededError(
+            f"{field} is {size} bytes as JSON; the limit max_metadata_bytes is {limits.max_metadata_bytes}. "
+            "Keep large values in the text (or elsewhere) or raise the limit (--max-metadata-bytes)."
+        )
+
+
+def check_new_documents(docs: Sequence[Any], limits: Limits) -> None:
+    """Caps on every field of a ``/v1/documents`` batch: count, id, title, text and metadata size.
+
+    ``docs`` are objects with ``id``, ``title``, ``text`` and ``metadata`` attributes.
+    """
+    if len(docs) > limits.max_documents:
+        raise LimitExceededError(
+            f"{len(docs)} documents in 'documents'; the limit max_documents is {limits.max_documents}. "
+            "Send them in several requests or raise the limit (--max-documents)."
+        )
+    for i, d in enumerate(docs):
+        check_chars(
+            d.id, limits.max_id_chars, field=f"documents[{i}].id", limit_name="max_id_chars", flag="--max-id-chars"
+        )
+        check_chars(
+            d.title,
+            limits.max_title_chars,
+            field=f"documents[{i}].title",
+            limit_name="max_title_chars",
+            flag="--max-title-chars",
+        )
+        check_json_size(d.metadata, limits, field=f"documents[{i}].metadata")
+    check_documents([d.text for d in docs], limits, field="documents[].text")

@@ -21,7 +21,14 @@ from rankfunnel._optional import require
 from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
 from rankfunnel.service.batcher import CHARS_PER_TOKEN, estimate_tokens
 from rankfunnel.service.engine import RerankEngine, Scored
-from rankfunnel.service.limits import check_documents, check_query, check_top
+from rankfunnel.service.limits import (
+    check_chars,
+    check_documents,
+    check_json_size,
+    check_new_documents,
+    check_query,
+    check_top,
+)
 from rankfunnel.service.schemas import (
     CohereDocument,
     CohereRerankRequest,
@@ -60,10 +67,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["ops"])
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: models loaded and workers running (503 otherwise)."""
+    """Readiness: models loaded, workers running and one warm-up batch scored by every model (503 otherwise)."""
     engine: RerankEngine | None = getattr(request.app.state, "engine", None)
     if engine is None or not engine.ready:
-        return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
+    if not engine.warm:
+        body = {"status": "warming up", "reason": engine.warmup_error or "scoring the warm-up batch"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     return JSONResponse(
         {
             "status": "ready",
@@ -88,7 +98,8 @@ async def metrics(request: Request) -> Response:
 
 # -- search --
 def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    # ASCII escapes: any stored text (even a lone surrogate) becomes valid JSON instead of a reset stream
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 @router.post(
@@ -102,6 +113,7 @@ async def search(req: SearchRequest, request: Request) -> Any:
     engine = engine_of(request)
     check_query(req.query, engine.config.limits)
     check_top(req.top_k, req.top_n, engine.config.limits)
+    check_json_size(req.filter, engine.config.limits, field="filter")
     s1 = await engine.stage1(
         req.query, top_k=req.top_k, top_n=req.top_n, retriever=req.retriever, filter=req.filter
     )
@@ -131,7 +143,7 @@ async def search(req: SearchRequest, request: Request) -> Any:
 async def add_documents(req: DocumentsRequest, request: Request) -> DocumentsResponse:
     """Add a batch of documents (``upsert: true`` replaces existing ids)."""
     engine = engine_of(request)
-    check_documents([d.text for d in req.documents], engine.config.limits, field="documents[].text")
+    check_new_documents(req.documents, engine.config.limits)
     pipe = _pipeline(engine)
     docs = [Document(id=d.id, text=d.text, title=d.title, metadata=d.metadata) for d in req.documents]
     added = await engine.in_collection_thread(
@@ -166,6 +178,12 @@ def _pipeline(engine: RerankEngine) -> Any:
 
 
 # -- direct rerank (Cohere v1 and v2, ZeroEntropy, TEI) --
+def _check_model(engine: RerankEngine, model: str | None) -> None:
+    if model is not None:
+        lim = engine.config.limits
+        check_chars(model, lim.max_id_chars, field="model", limit_name="max_id_chars", flag="--max-id-chars")
+
+
 async def _rerank(
     engine: RerankEngine, query: str, docs: Sequence[str], top_n: int | None, timeout_ms: float | None = None
 ) -> tuple[Scored, np.ndarray]:
@@ -220,6 +238,7 @@ def _cohere_text(doc: str | CohereDocument, pos: int, rank_fields: Sequence[str]
 
 async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: str) -> JSONResponse:
     engine = engine_of(request)
+    _check_model(engine, req.model)
     texts = [_cohere_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
     warnings: list[str] = []
     if req.max_tokens_per_doc is not None:
@@ -277,6 +296,7 @@ async def rerank_zeroentropy(req: ZeroEntropyRerankRequest, request: Request) ->
     """ZeroEntropy rerank shape (scores 0-1; token counts are estimates)."""
     t0 = time.perf_counter()
     engine = engine_of(request)
+    _check_model(engine, req.model)
     t_score = time.perf_counter()
     scored, order = await _rerank(engine, req.query, req.documents, req.top_n)
     assert scored.normalised is not None

@@ -8,11 +8,54 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+
+def unencodable_at(value: Any, path: str = "") -> str | None:
+    r"""Where ``value`` (a string, or lists/dicts of them, keys included) holds text that UTF-8 cannot encode.
+
+    JSON lets a client send lone surrogates (``"\ud800"``); Python decodes them into ``str`` values that
+    fail later, when the response is encoded or a tokenizer reads them. Returns the path of the first such
+    string (``"[3]"``, ``".lang"``, ``"{key #0}"`` for a dict key), or ``None`` when everything encodes.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "."
+        return None
+    if isinstance(value, dict):
+        for i, (k, v) in enumerate(value.items()):
+            if isinstance(k, str) and unencodable_at(k) is not None:
+                return f"{path}{{key #{i}}}"
+            found = unencodable_at(v, f"{path}.{str(k)[:40]}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = unencodable_at(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 class _Strict(BaseModel):
+    """Strict request model; every string field (nested lists and dicts included) must encode as UTF-8."""
+
     model_config = ConfigDict(strict=True, extra="ignore")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _encodable(cls, value: Any, info: ValidationInfo) -> Any:
+        where = unencodable_at(value)
+        if where is not None:
+            at = "" if where == "." else f" (at {info.field_name}{where})"
+            raise ValueError(
+                f"text that cannot be encoded as UTF-8{at}, such as a lone surrogate escape like \\ud800; "
+                "send valid Unicode"
+            )
+        return value
 
 
 # -- rankfunnel: search and documents --
