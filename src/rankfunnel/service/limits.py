@@ -82,10 +82,12 @@ def check_json_size(value: Mapping[str, Any] | None, limits: Limits, *, field: s
 
 
 def check_new_documents(docs: Sequence[Any], limits: Limits) -> None:
-    """Caps on every field of a ``/v1/documents`` batch: count, id, title, text and metadata size.
+    """Caps on every field of a ``/v1/documents`` batch: count, id, title, text and metadata size (413).
 
     ``docs`` are objects with ``id``, ``title``, ``text`` and ``metadata`` attributes.
     """
+    if len(docs) == 0:
+        raise InvalidInputError("'documents' is empty: send at least one document.")
     if len(docs) > limits.max_documents:
         raise LimitExceededError(
             f"{len(docs)} documents in 'documents'; the limit max_documents is {limits.max_documents}. "
@@ -102,5 +104,13 @@ def check_new_documents(docs: Sequence[Any], limits: Limits) -> None:
             limit_name="max_title_chars",
             flag="--max-title-chars",
         )
+        check_chars(
+            d.text,
+            limits.max_doc_chars,
+            field=f"documents[{i}].text",
+            limit_name="max_doc_chars",
+            flag="--max-doc-chars",
+        )
         check_json_size(d.metadata, limits, field=f"documents[{i}].metadata")
-    check_documents([d.text for d in docs], limits, field="documents[].text")
+        if not d.text.strip() and not d.title.strip():
+            raise InvalidInputError(f"documents[{i}] has neither text nor title: send some text to index.")
