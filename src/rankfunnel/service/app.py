@@ -37,6 +37,7 @@ require("fastapi", "server")
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
+from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
 from rankfunnel.service.ui import PUBLIC_PREFIXES, UI_PATHS, mount_ui  # noqa: E402
 
@@ -320,6 +321,14 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own errors (a body it cannot parse, an unknown path or method): same shape as ours
+        kind = {400: "MalformedBody", 404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        return JSONResponse(
+            {"detail": str(exc.detail), "error": kind}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(UnicodeDecodeError)
     async def _on_unicode_error(request: Request, exc: UnicodeDecodeError) -> JSONResponse:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from rankfunnel._optional import require
 from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
@@ -36,6 +36,7 @@ from rankfunnel.service.schemas import (
     DeleteResponse,
     DocumentsRequest,
     DocumentsResponse,
+    ErrorResponse,
     SearchRequest,
     SearchResponse,
     TEIRank,
@@ -46,7 +47,22 @@ from rankfunnel.service.schemas import (
 )
 from rankfunnel.types import Document
 
-router = APIRouter()
+#: Error answers every route may give (all with an :class:`ErrorResponse` body), documented in the OpenAPI
+#: schema so that clients and schema-driven tests know them.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "Malformed JSON or a body that is not UTF-8."),
+        (401, "Missing or wrong API key."),
+        (404, "No such document."),
+        (413, "A field, a document or the body is larger than a configured limit (the message names it)."),
+        (422, "An invalid field (the message names it), e.g. text that UTF-8 cannot encode."),
+        (429, "Overloaded: retry after the Retry-After header's seconds."),
+        (501, "This server was started without what the endpoint needs (an index or a reranker)."),
+        (503, "Starting, or reranking failed and the server is configured to fail closed."),
+    )
+}
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 def engine_of(request: Request) -> RerankEngine:
@@ -84,7 +100,7 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     m = request.app.state.metrics

@@ -215,6 +215,15 @@ class TEIRank(BaseModel):
     text: str | None = None
 
 
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class ErrorResponse(BaseModel):
+    """Every error answer: ``detail`` says what is wrong and how to fix it; ``error`` names the kind."""
+
     detail: str
     error: str
+    errors: list[ValidationIssue] | None = Field(None, description="Each invalid field (422 only).")
