@@ -363,7 +363,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--real-capacity-seconds", type=float, default=20.0)
     p.add_argument("--max-inflight", type=int, default=32)
     p.add_argument(
-        "--connections", type=int, default=64, help="Keep-alive connections of the load generator."
+        "--connections",
+        type=int,
+        default=256,
+        help="Keep-alive connections of the load generator: enough that the server, not this pool, sees the "
+        "overload (with fewer, the excess queues in the generator, where no server can refuse it).",
     )
     p.add_argument(
         "--tuned",

@@ -38,6 +38,15 @@ def _queue_wait(value: str) -> float | Literal["auto"] | None:
         ) from None
 
 
+def _inflight(value: str) -> int | Literal["auto"]:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInputError(f"--max-inflight must be a positive integer or 'auto', got {value!r}.") from None
+
+
 @app.command()
 def serve(
     index_dir: Annotated[
@@ -96,10 +105,16 @@ def serve(
         str,
         typer.Option(
             help="Also 429 when the queue would take longer than this many ms to drain; 'auto' derives it "
-            "from the measured model time (4 calls, >= 1 s, <= half the deadline); 'off': no such bound."
+            "from the measured model time (4 calls, >= 1 s, <= a quarter of the deadline); 'off': no such bound."
         ),
     ] = "auto",
-    max_inflight: Annotated[int, typer.Option(help="Requests handled at once; beyond: 429.")] = 1024,
+    max_inflight: Annotated[
+        str,
+        typer.Option(
+            help="Requests handled at once; beyond: 429. 'auto' derives it from the measured completion rate "
+            "(about 1 s of work in flight, 32 to 1024)."
+        ),
+    ] = "auto",
     deadline_ms: Annotated[float, typer.Option(help="Per-request rerank deadline.")] = 10_000.0,
     attempt_timeout_ms: Annotated[
         float | None, typer.Option(help="Time one reranker of the chain gets before the next is tried.")
@@ -160,7 +175,7 @@ def _serve(
     max_batch_pairs: int,
     max_queue_pairs: int,
     max_queue_wait_ms: str,
-    max_inflight: int,
+    max_inflight: str,
     deadline_ms: float,
     attempt_timeout_ms: float | None,
     fail_closed: bool,
@@ -204,7 +219,7 @@ def _serve(
         max_wait_ms=max_wait_ms,
         max_queue_pairs=max_queue_pairs,
         max_queue_wait_ms=_queue_wait(max_queue_wait_ms),
-        max_inflight=max_inflight,
+        max_inflight=_inflight(max_inflight),
         deadline_ms=deadline_ms,
         fail_open=not fail_closed,
         attempt_timeout_ms=attempt_timeout_ms,

@@ -142,13 +142,53 @@ def _route_label(path: str) -> str:
     return path if path in _KNOWN_ROUTES else "other"
 
 
-class _MetricsAndAuth:
-    """Pure ASGI middleware (streaming-safe): API keys, in-flight limit, request counts and total latency."""
+#: ``max_inflight="auto"``: requests in flight at most (completions/s measured while busy) x this many seconds,
+AUTO_INFLIGHT_TARGET_S = 1.0
+#: ... but at least this many (room for the batcher to fill batches; it bounds model queueing itself) ...
+AUTO_INFLIGHT_MIN = 32
+#: ... and at most this many (also the limit before anything was measured).
+AUTO_INFLIGHT_MAX = 1024
+#: Completion rate windows shorter than this are not used.
+_RATE_WINDOW_S = 0.5
 
-    def __init__(self, app: Any, *, metrics: ServiceMetrics, keys: Sequence[str], max_inflight: int) -> None:
+
+class _MetricsAndAuth:
+    """Pure ASGI middleware (streaming-safe): API keys, in-flight limit, request counts and total latency.
+
+    With ``max_inflight="auto"`` the in-flight limit follows Little's law: completions per second are measured
+    over windows in which the server was never idle (so the rate is its capacity, not the offered load), and
+    at most ``AUTO_INFLIGHT_TARGET_S`` of work may be in flight; the excess gets 429 + Retry-After at once
+    instead of queueing in the event loop (the model queue has its own bound in the batcher).
+    """
+
+    def __init__(
+        self, app: Any, *, metrics: ServiceMetrics, keys: Sequence[str], max_inflight: int | str
+    ) -> None:
         self.app, self.metrics, self.keys = app, metrics, tuple(keys)
-        self.max_inflight = max_inflight
+        self.auto = max_inflight == "auto"
+        self.max_inflight = AUTO_INFLIGHT_MAX if self.auto else int(max_inflight)
         self.inflight = 0
+        self._rate = 0.0  # completions per second while busy (EWMA)
+        self._done = 0
+        self._window_start = time.perf_counter()
+        self._idle_in_window = True
+
+    def limit(self) -> int:
+        """The in-flight limit now in force."""
+        if not self.auto or self._rate <= 0:
+            return self.max_inflight
+        return int(min(AUTO_INFLIGHT_MAX, max(AUTO_INFLIGHT_MIN, self._rate * AUTO_INFLIGHT_TARGET_S)))
+
+    def _completed(self) -> None:
+        now = time.perf_counter()
+        self._done += 1
+        if self.inflight == 0:
+            self._idle_in_window = True
+        if now - self._window_start >= _RATE_WINDOW_S:
+            if not self._idle_in_window:
+                rate = self._done / (now - self._window_start)
+                self._rate = rate if self._rate == 0 else 0.7 * self._rate + 0.3 * rate
+            self._window_start, self._done, self._idle_in_window = now, 0, self.inflight == 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -171,16 +211,20 @@ class _MetricsAndAuth:
                 )
                 await resp(scope, receive, send)
                 return
-        if self.inflight >= self.max_inflight and not is_public(path) and route != "/metrics":
+        work = not is_public(path) and route != "/metrics"
+        limit = self.limit() if work else 0
+        if work and self.inflight >= limit:
             self.metrics.requests.labels(route=route, status="429").inc()
             self.metrics.rejected.inc()
+            how = " derived from the measured request rate" if self.auto and self._rate > 0 else ""
+            wait = max(1, math.ceil(self.inflight / self._rate)) if self._rate > 0 else 1
             resp = JSONResponse(
                 {
-                    "detail": f"Too many requests in flight (max_inflight={self.max_inflight}); retry soon.",
+                    "detail": f"Too many requests in flight (max_inflight={limit}{how}); retry after {wait} s.",
                     "error": "OverloadedError",
                 },
                 status_code=429,
-                headers={"Retry-After": "1"},
+                headers={"Retry-After": str(wait)},
             )
             await resp(scope, receive, send)
             return
@@ -200,6 +244,8 @@ class _MetricsAndAuth:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.inflight -= 1
+            if work:
+                self._completed()
             self.metrics.requests.labels(route=route, status=str(status["code"])).inc()
             if route not in ("/metrics", "/healthz", "/readyz", "other"):
                 self.metrics.latency.labels(stage="total").observe(time.perf_counter() - t0)

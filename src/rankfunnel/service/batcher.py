@@ -43,7 +43,7 @@ AUTO_QUEUE_WAIT_CALLS = 4.0
 #: ... but at least this long (so that a fast model is not throttled by timer noise) ...
 AUTO_QUEUE_WAIT_MIN_S = 1.0
 #: ... and at most this fraction of the request deadline (a queued request must still have time to be scored).
-AUTO_QUEUE_WAIT_DEADLINE_FRACTION = 0.5
+AUTO_QUEUE_WAIT_DEADLINE_FRACTION = 0.25
 
 
 #: Failures that say nothing about the input (a dead or busy model): no point in splitting the batch.

@@ -74,10 +74,11 @@ class ServiceConfig:
         max_queue_pairs: Pairs allowed to wait per model worker; beyond it requests get 429 + Retry-After.
         max_queue_wait_ms: Also answer 429 when the queue would take longer than this to drain at the
             measured model throughput; bounds latency under overload. ``"auto"`` (default) derives the bound
-            from the measured model-call time (4 calls' worth, at least 1 s, at most half of ``deadline_ms``);
+            from the measured model-call time (4 calls' worth, at least 1 s, at most a quarter of ``deadline_ms``);
             ``None``: only ``max_queue_pairs``.
         max_inflight: Requests handled at once; more get 429 before their body is read (protects the event
-            loop when HTTP handling, not the model, is the bottleneck).
+            loop when HTTP handling, not the model, is the bottleneck). ``"auto"`` (default) derives it from
+            the measured completion rate while busy: about 1 s of work in flight (at least 32, at most 1024).
         deadline_ms: Default per-request deadline for reranking (a request may ask for less).
         fail_open: On timeout or failure answer stage-1 order with ``reranked: false`` and a reason;
             ``False`` answers 503 instead.
@@ -104,7 +105,7 @@ class ServiceConfig:
     max_wait_ms: float = 3.0
     max_queue_pairs: int = 8_192
     max_queue_wait_ms: float | Literal["auto"] | None = "auto"
-    max_inflight: int = 1024
+    max_inflight: int | Literal["auto"] = "auto"
     deadline_ms: float = 10_000.0
     fail_open: bool = True
     attempt_timeout_ms: float | None = None
@@ -121,7 +122,8 @@ class ServiceConfig:
         _positive("max_batch_tokens", self.max_batch_tokens, integer=True)
         _positive("max_batch_pairs", self.max_batch_pairs, integer=True)
         _positive("max_queue_pairs", self.max_queue_pairs, integer=True)
-        _positive("max_inflight", self.max_inflight, integer=True)
+        if self.max_inflight != "auto":
+            _positive("max_inflight", self.max_inflight, integer=True)
         if self.max_queue_wait_ms is not None and self.max_queue_wait_ms != "auto":
             _positive("max_queue_wait_ms", self.max_queue_wait_ms)
         _positive("deadline_ms", self.deadline_ms)

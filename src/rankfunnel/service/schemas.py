@@ -10,34 +10,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from rankfunnel import validate
+from rankfunnel.errors import InvalidInputError
 
-def unencodable_at(value: Any, path: str = "") -> str | None:
-    r"""Where ``value`` (a string, or lists/dicts of them, keys included) holds text that UTF-8 cannot encode.
 
-    JSON lets a client send lone surrogates (``"\ud800"``); Python decodes them into ``str`` values that
-    fail later, when the response is encoded or a tokenizer reads them. Returns the path of the first such
-    string (``"[3]"``, ``".lang"``, ``"{key #0}"`` for a dict key), or ``None`` when everything encodes.
+def check_encodable(value: Any, field: str) -> None:
+    r"""Raise at the first text in ``value`` that UTF-8 cannot encode (strings, nested lists and dicts, keys too).
+
+    JSON lets a client send lone surrogates (``"\ud800"``); Python decodes them into ``str`` values that fail
+    later, when the response is encoded or a tokenizer reads them. The check itself is
+    :func:`rankfunnel.validate.check_text` (one copy for the library, the CLI and the service); this only walks
+    the request value so that the error names the path (``documents[3].metadata.lang``, ``filter key #0``).
+
+    Raises:
+        InvalidInputError: naming the path, the position and the fix.
     """
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path or "."
-        return None
-    if isinstance(value, dict):
+        validate.check_text(value, field=field, allow_empty=True)
+    elif isinstance(value, dict):
         for i, (k, v) in enumerate(value.items()):
-            if isinstance(k, str) and unencodable_at(k) is not None:
-                return f"{path}{{key #{i}}}"
-            found = unencodable_at(v, f"{path}.{str(k)[:40]}")
-            if found is not None:
-                return found
-        return None
-    if isinstance(value, (list, tuple)):
+            if isinstance(k, str):
+                validate.check_text(k, field=f"{field} key #{i}", allow_empty=True)
+            check_encodable(v, f"{field}.{str(k)[:40]}")
+    elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            found = unencodable_at(v, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
+            check_encodable(v, f"{field}[{i}]")
 
 
 class _Strict(BaseModel):
@@ -48,13 +45,10 @@ class _Strict(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _encodable(cls, value: Any, info: ValidationInfo) -> Any:
-        where = unencodable_at(value)
-        if where is not None:
-            at = "" if where == "." else f" (at {info.field_name}{where})"
-            raise ValueError(
-                f"text that cannot be encoded as UTF-8{at}, such as a lone surrogate escape like \\ud800; "
-                "send valid Unicode"
-            )
+        try:
+            check_encodable(value, str(info.field_name))
+        except InvalidInputError as exc:  # pydantic reports a ValueError as a 422 at this field
+            raise ValueError(str(exc)) from None
         return value
 
 

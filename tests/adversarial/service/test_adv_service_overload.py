@@ -60,3 +60,29 @@ def test_control_without_the_bound_queues_everything_and_misses_the_deadline():
     assert statuses.count(429) == 0
     # what the default bound prevents: requests queued past their deadline, failed after waiting it out
     assert statuses.count(503) > len(statuses) / 4, statuses
+
+
+def test_auto_inflight_limit_follows_the_rate_measured_while_busy(monkeypatch):
+    from rankfunnel.service import app as app_mod
+    from rankfunnel.service.metrics import ServiceMetrics
+
+    clock = [0.0]
+    monkeypatch.setattr(app_mod.time, "perf_counter", lambda: clock[0])
+    mw = app_mod._MetricsAndAuth(None, metrics=ServiceMetrics(), keys=(), max_inflight="auto")
+    assert ServiceConfig().max_inflight == "auto" and mw.limit() == app_mod.AUTO_INFLIGHT_MAX
+
+    def complete(n: int, every_s: float, inflight: int) -> None:
+        for _ in range(n):
+            clock[0] += every_s
+            mw.inflight = inflight
+            mw._completed()
+
+    complete(300, 0.005, inflight=400)  # busy, 200 completions/s -> ~1 s of work = ~200 in flight
+    assert 150 <= mw.limit() <= 250, mw.limit()
+    before = mw.limit()
+    complete(20, 0.5, inflight=0)  # idle: a low completion rate says nothing about capacity
+    assert mw.limit() == before
+    complete(200, 0.1, inflight=50)  # busy and slow (10/s): the floor keeps room for batching
+    assert mw.limit() == app_mod.AUTO_INFLIGHT_MIN
+    fixed = app_mod._MetricsAndAuth(None, metrics=ServiceMetrics(), keys=(), max_inflight=7)
+    assert fixed.limit() == 7

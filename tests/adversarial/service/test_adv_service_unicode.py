@@ -61,7 +61,7 @@ def _check(resp: Any, body: dict[str, Any]) -> None:
         assert resp.status_code == 422, (resp.status_code, resp.text[:300])
         for field in bad:
             assert field in resp.json()["detail"], (field, resp.json()["detail"])
-            assert "UTF-8" in resp.json()["detail"]
+            assert "not valid Unicode" in resp.json()["detail"]
 
 
 @SETTINGS
