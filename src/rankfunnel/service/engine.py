@@ -167,14 +167,6 @@ class RerankEngine:
                 pause = min(2 * pause, WARMUP_MAX_BACKOFF_S)
         log.info("rankfunnel service warm: every model scored its warm-up batch")
 
-    async def wait_warm(self, timeout_s: float) -> bool:
-        """Wait until warm (or ``timeout_s`` passed); returns :attr:`warm`."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout_s
-        while not self.warm and loop.time() < end:
-            await asyncio.sleep(0.005)
-        return self.warm
-
     async def stop(self) -> None:
         self.ready = False
         self.warm = False
