@@ -17,8 +17,12 @@ from svc_helpers import served
 from rankfunnel.rerank.fake import FakeReranker
 from rankfunnel.service import ServiceConfig
 
-DEADLINE_MS = 2000.0
-CALL_S = 0.05  # one model call per request (max_batch_pairs = documents per request)
+DEADLINE_MS = 4000.0
+CALL_S = 0.2  # one model call per request (max_batch_pairs = documents per request); slow enough that event
+# loop delays on a loaded machine stay small next to it
+
+
+DETAILS: list[str] = []  # bodies of answers other than 200/429 in the last burst, for failure messages
 
 
 def _burst(queue_wait: object) -> tuple[list[int], list[float], list[str | None]]:
@@ -26,6 +30,7 @@ def _burst(queue_wait: object) -> tuple[list[int], list[float], list[str | None]
         deadline_ms=DEADLINE_MS, max_batch_pairs=10, max_wait_ms=0, cache_size=0, max_queue_wait_ms=queue_wait
     )
     n = int(4 * DEADLINE_MS / 1e3 / CALL_S)  # 4x what the deadline lets the model do
+    details: list[str] = []
 
     async def body():
         async with served(cfg, rerankers=[FakeReranker(delay_s=CALL_S)], index=False) as c:
@@ -35,11 +40,14 @@ def _burst(queue_wait: object) -> tuple[list[int], list[float], list[str | None]
                 r = await c.post(
                     "/v2/rerank", json={"query": "red car", "documents": [f"red car {i} {j}" for j in range(10)]}
                 )
+                if r.status_code not in (200, 429):
+                    details.append(r.text[:200])
                 return r.status_code, time.perf_counter() - t0, r.headers.get("retry-after")
 
             return await asyncio.gather(*[one(i) for i in range(n)])
 
     out = asyncio.run(body())
+    DETAILS[:] = details
     return [s for s, _, _ in out], [t for s, t, _ in out if s == 200], [h for s, _, h in out if s == 429]
 
 
@@ -49,7 +57,7 @@ def test_default_config_derives_the_queue_bound():
 
 def test_overload_with_defaults_gets_429_and_accepted_stay_within_the_deadline():
     statuses, ok_latency, retry_after = _burst("auto")
-    assert set(statuses) <= {200, 429}, statuses  # no request waited out its deadline
+    assert set(statuses) <= {200, 429}, (statuses, DETAILS[:3])  # no request waited out its deadline
     assert statuses.count(429) > len(statuses) / 2, "the excess was not refused"
     assert all(h is not None and int(h) >= 1 for h in retry_after)
     assert float(np.percentile(ok_latency, 95)) < DEADLINE_MS / 1e3, ok_latency
