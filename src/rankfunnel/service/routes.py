@@ -255,6 +255,10 @@ def _cohere_text(doc: str | CohereDocument, pos: int, rank_fields: Sequence[str]
 async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: str) -> JSONResponse:
     engine = engine_of(request)
     _check_model(engine, req.model)
+    for i, d in enumerate(req.documents):  # an object's other fields are echoed back: bound them like metadata
+        if isinstance(d, CohereDocument):
+            extra = {k: v for k, v in _cohere_document(d).items() if k != "text"}
+            check_json_size(extra, engine.config.limits, field=f"documents[{i}] (its fields other than text)")
     texts = [_cohere_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
     warnings: list[str] = []
     if req.max_tokens_per_doc is not None:

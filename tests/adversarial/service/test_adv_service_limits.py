@@ -124,3 +124,16 @@ def test_limits_are_validated():
             assert next(iter(bad)) in str(exc)
         else:
             raise AssertionError(f"Limits({bad}) was accepted")
+
+
+def test_cohere_object_document_fields_are_bounded():
+    model = FakeReranker()
+
+    async def call(extra_chars: int):
+        async with served(CFG, rerankers=[model], index=False) as c:
+            doc = {"text": "a red car", "title": "t" * extra_chars}
+            return await c.post("/v2/rerank", json={"query": "red car", "documents": [doc], "return_documents": True})
+
+    big, ok = asyncio.run(call(LIMITS.max_metadata_bytes + 1)), asyncio.run(call(10))
+    assert big.status_code == 413 and "max_metadata_bytes" in big.json()["detail"], big.text
+    assert ok.status_code == 200, ok.text
