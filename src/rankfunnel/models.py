@@ -48,26 +48,48 @@ def qwen3_tokenizer_path() -> Path:
     return path
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+def hub_offline_configured() -> bool:
+    """Whether huggingface_hub itself is in offline mode (its ``HF_HUB_OFFLINE`` setting; read, never set).
 
-
-def _in_hub_cache(name: str) -> bool:
+    The variable is read at call time, as huggingface_hub's download functions do, falling back to the value
+    huggingface_hub parsed when it was imported.
+    """
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is not None:
+        return value.strip().lower() in {"1", "on", "yes", "true"}
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants
 
-        hit = try_to_load_from_cache(name, "config.json")
-        return isinstance(hit, str)
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # noqa: BLE001 - no usable huggingface_hub: treat the hub as unreachable
+        return True
+
+
+def cached_snapshot(name: str) -> str | None:
+    """The local folder of a hub model in the huggingface_hub cache, or None when it is not cached."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return str(snapshot_download(name, local_files_only=True))
     except Exception:  # noqa: BLE001 - any cache problem just means "not cached"
-        return False
+        return None
 
 
-def resolve_model(name: str) -> str:
+def offline_package_folder(name: str) -> Path | None:
+    """The folder of an installed offline package that ships hub model ``name``, or None."""
+    if name not in OFFLINE_PACKAGES:
+        return None
+    module, folder, _ = OFFLINE_PACKAGES[name]
+    return package_folder(module, folder)
+
+
+def resolve_model(name: str, *, offline: bool | None = None) -> str:
     """Resolve a model name to something ``from_pretrained`` can load.
 
     Order: an existing local folder; a hub id shipped by an installed offline package; the hub id itself
-    (downloaded and cached by huggingface_hub). Raises :class:`ModelNotFoundError` naming the fix when the
-    hub is switched off and neither a folder nor a package provides the model.
+    (downloaded and cached by huggingface_hub). With ``offline`` (None: huggingface_hub's own setting) a hub
+    id resolves to its cached folder, so that loading never touches the network; when it is not cached,
+    :class:`ModelNotFoundError` names the fix.
 
     Examples:
         >>> resolve_model("sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
@@ -80,18 +102,18 @@ def resolve_model(name: str) -> str:
         return str(path.resolve())
     if name.startswith((".", "/", "~")) or (os.sep in name and name.count("/") > 1):
         raise ModelNotFoundError(f"Model folder {name!r} does not exist. Pass an existing folder or a hub id.")
-    if name in OFFLINE_PACKAGES:
-        module, folder, _ = OFFLINE_PACKAGES[name]
-        local = package_folder(module, folder)
-        if local is not None:
-            return str(local)
-    if _hub_offline() and not _in_hub_cache(name):
-        hint = ""
-        if name in OFFLINE_PACKAGES:
-            hint = f" Install its offline package with: pip install {OFFLINE_PACKAGES[name][2]}."
+    local = offline_package_folder(name)
+    if local is not None:
+        return str(local)
+    if hub_offline_configured() if offline is None else offline:
+        cached = cached_snapshot(name)
+        if cached is not None:
+            return cached
+        hint = f", install its offline package with `pip install {OFFLINE_PACKAGES[name][2]}`" if (
+            name in OFFLINE_PACKAGES) else ""
         raise ModelNotFoundError(
-            f"Model {name!r} is not on disk and HF_HUB_OFFLINE is set.{hint} "
-            "Or pass a local folder that holds the model."
+            f"Model {name!r} is not on disk and the model hub is off (offline mode, HF_HUB_OFFLINE): "
+            f"connect to the hub once so that it is cached{hint}, or pass a local folder that holds the model."
         )
     return name
 
@@ -138,33 +160,41 @@ class LicenceInfo:
     non_commercial: bool
 
 
-def read_licence(model_path: str) -> LicenceInfo:
-    """Read the ``license:`` field of a model card (README.md front matter) in a local folder or the hub cache."""
-    text = None
+def model_card_path(model_path: str) -> Path | None:
+    """The model card (README.md) of a local folder or of a hub model in the huggingface_hub cache."""
     path = Path(model_path)
     if path.is_dir():
         card = path / "README.md"
-        if card.is_file():
-            text = card.read_text(encoding="utf-8", errors="replace")
-    else:
-        try:
-            from huggingface_hub import try_to_load_from_cache
+        return card if card.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(model_path, "README.md")
-            if isinstance(cached, str):
-                text = Path(cached).read_text(encoding="utf-8", errors="replace")
-        except Exception:  # noqa: BLE001
-            text = None
-    if not text:
-        return LicenceInfo(None, False)
-    licence = None
-    if text.startswith("---"):
-        front = text.split("---", 2)[1] if text.count("---") >= 2 else ""
-        m = re.search(r"^licen[cs]e:\s*(.+)$", front, re.MULTILINE)
-        if m:
-            licence = m.group(1).strip().strip("'\"")
-    nc = bool(licence and NON_COMMERCIAL.search(licence))
-    return LicenceInfo(licence, nc)
+        cached = try_to_load_from_cache(model_path, "README.md")
+    except Exception:  # noqa: BLE001 - an unreadable cache means "no card on disk"
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def read_model_card(model_path: str) -> Any:
+    """The :class:`huggingface_hub.ModelCard` on disk for ``model_path``, or None (never downloads)."""
+    card = model_card_path(model_path)
+    if card is None:
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(card, ignore_metadata_errors=True)
+    except Exception as exc:  # noqa: BLE001 - a broken card is reported as "licence unknown"
+        log.info("Could not read the model card %s (%s).", card, exc)
+        return None
+
+
+def read_licence(model_path: str) -> LicenceInfo:
+    """The ``license`` its model card declares (local folder or hub cache), read with huggingface_hub's ModelCard."""
+    card = read_model_card(model_path)
+    value = getattr(getattr(card, "data", None), "license", None) if card is not None else None
+    licence = ", ".join(map(str, value)) if isinstance(value, list) else (str(value) if value else None)
+    return LicenceInfo(licence, bool(licence and NON_COMMERCIAL.search(licence)))
 
 
 def warn_if_non_commercial(model_name: str, model_path: str) -> LicenceInfo:

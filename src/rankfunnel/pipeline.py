@@ -6,18 +6,16 @@ A reranker that fails while scoring never breaks a search: the stage-1 hits come
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankfunnel.models import DEFAULT_CPU_RERANKER, DEFAULT_GPU_RERANKER
 from rankfunnel.protocols import Collection, Filter
+from rankfunnel.rerank.resolve import apply_stored_calibration, load_reranker_or_reason
 from rankfunnel.types import Hit, SearchResult
 from rankfunnel.validate import check_count, check_queries, check_retriever
 
@@ -26,65 +24,6 @@ if TYPE_CHECKING:
     from rankfunnel.rerank.base import BaseReranker
 
 log = logging.getLogger(__name__)
-
-#: Where ``make reranker`` writes the reranker fine-tuned on SciFact; ``"auto"`` prefers it when present.
-TRAINED_RERANKER_DIR = Path("models/scifact-minilm-reranker")
-
-
-def resolve_reranker_spec(spec: str | None, device: str | None = None) -> str | None:
-    """Turn ``"auto"`` into a concrete reranker name; other specs pass through (``"none"`` -> None).
-
-    ``"auto"`` is the reranker built by ``make reranker`` (``models/scifact-minilm-reranker``) when that
-    folder exists and its held-out record shows it beats stage 1 (see :func:`trained_reranker_verdict`),
-    else zerank-2 on a GPU and ms-marco MiniLM on a CPU.
-
-    Examples:
-        >>> resolve_reranker_spec("none") is None
-        True
-        >>> resolve_reranker_spec("cross-encoder/ms-marco-MiniLM-L6-v2")
-        'cross-encoder/ms-marco-MiniLM-L6-v2'
-    """
-    if spec is None or spec.strip().lower() in {"", "none", "off"}:
-        return None
-    if spec.strip().lower() != "auto":
-        return spec
-    usable, why = trained_reranker_verdict(TRAINED_RERANKER_DIR)
-    if usable:
-        return str(TRAINED_RERANKER_DIR)
-    if why is not None:
-        log.warning("%s", why)
-    from rankfunnel.models import choose_device
-
-    return DEFAULT_GPU_RERANKER if choose_device(device).startswith("cuda") else DEFAULT_CPU_RERANKER
-
-
-def trained_reranker_verdict(path: str | Path) -> tuple[bool, str | None]:
-    """Whether ``"auto"`` may use the trained reranker in ``path``: (usable, reason when it is not).
-
-    A folder trained by ``rankfunnel train`` records its held-out metrics in ``rankfunnel_training.json``:
-    ``ndcg@10`` (stage 1 reranked) and ``base_ndcg@10`` (stage-1 order). A model that did not beat its own
-    stage 1 on those queries would make results worse, so ``"auto"`` skips it (an explicit
-    ``--reranker PATH`` still loads it). A model folder without that file (trained elsewhere) is trusted.
-    ``(False, None)``: there is no model in ``path``.
-    """
-    folder = Path(path)
-    if not ((folder / "config.json").is_file() or (folder / "modules.json").is_file()):
-        return False, None
-    record = folder / "rankfunnel_training.json"
-    if not record.is_file():
-        return True, None
-    try:
-        metrics = json.loads(record.read_text(encoding="utf-8")).get("metrics", {})
-        after, before = float(metrics["ndcg@10"]), float(metrics["base_ndcg@10"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return True, None  # no usable record: behave as for a folder trained elsewhere
-    if after > before:
-        return True, None
-    return False, (
-        f"Skipping the trained reranker {folder} for reranker='auto': on its held-out queries it scored "
-        f"NDCG@10 {after:.3f}, below stage 1's own order ({before:.3f}), so it would make results worse. "
-        f"Retrain it (`make reranker`, see docs/training.md) or pass reranker={str(folder)!r} to use it anyway."
-    )
 
 
 class Pipeline:
@@ -136,8 +75,16 @@ class Pipeline:
         top_k: int = 100,
         top_n: int = 10,
         collection_options: dict[str, Any] | None = None,
+        offline: bool | None = None,
+        trained: str | Path | None = None,
+        domain: str | None = None,
+        reranker_options: Mapping[str, Any] | None = None,
     ) -> Pipeline:
-        """Open an index directory and load a reranker by name; stage 1 only if the reranker cannot load.
+        """Open an index directory and load a reranker by name; stage 1 only if there is none to load.
+
+        The reranker is resolved by :func:`rankfunnel.rerank.resolve_reranker` (``auto``: zerank-2 on a GPU,
+        MiniLM-L6 MS MARCO on a CPU, a trained folder only for its declared domain; never an untrained
+        model); when none can be loaded, results are stage 1 with the reason in ``SearchResult.reason``.
 
         Args:
             index_dir: an index directory built by ``rankfunnel index`` (or a Milvus URI with backend=milvus).
@@ -150,6 +97,10 @@ class Pipeline:
             top_k: default number of candidates.
             top_n: default number of results.
             collection_options: extra keyword arguments for :func:`rankfunnel.collection.open_collection`.
+            offline: never use the model hub (None: huggingface_hub's own ``HF_HUB_OFFLINE`` setting).
+            trained: a locally trained model folder ``auto`` may use for ``domain`` (its card's domain).
+            domain: the domain of these searches (e.g. a dataset name).
+            reranker_options: more :func:`rankfunnel.rerank.load_reranker` options (``route``, ``api_key``...).
 
         Examples:
             >>> pipe = Pipeline.from_dir("out/idx", reranker="none")  # doctest: +SKIP
@@ -161,7 +112,9 @@ class Pipeline:
         collection = open_collection(
             str(index_dir), backend=backend, embedder=embedder, **(collection_options or {})
         )
-        model, reason = load_reranker_or_reason(reranker, device=device)
+        model, reason = load_reranker_or_reason(
+            reranker, device=device, offline=offline, trained=trained, domain=domain, **dict(reranker_options or {})
+        )
         if model is not None and isinstance(reranker, str):  # objects keep the calibration they were given
             apply_stored_calibration(model, index_dir)
         return cls(collection, model, retriever=retriever, top_k=top_k, top_n=top_n, reason=reason)
@@ -305,67 +258,4 @@ def _check_reranked(candidates: list[list[Hit]], ranked: list[list[Hit]], n: int
                 return f"hit {h.id!r} was not a stage-1 candidate"
             if h.rerank_score is None or not math.isfinite(h.rerank_score) or not math.isfinite(h.score):
                 return f"non-finite score for {h.id!r}"
-    return None
-
-
-def load_reranker_or_reason(
-    spec: str | BaseReranker | None, *, device: str | None = None
-) -> tuple[BaseReranker | None, str | None]:
-    """Load a reranker; on failure return ``(None, reason)`` and warn instead of raising.
-
-    ``reason`` is None when a reranker loaded; otherwise it says whether reranking was switched off
-    (``"none"``) or why the model could not be loaded.
-
-    Examples:
-        >>> load_reranker_or_reason("none")
-        (None, 'reranking switched off (reranker=none)')
-    """
-    if spec is not None and not isinstance(spec, str):
-        return spec, None
-    name = resolve_reranker_spec(spec, device)
-    if name is None:
-        return None, "reranking switched off (reranker=none)"
-    try:
-        from rankfunnel.rerank import load_reranker
-
-        model = load_reranker(name, device=device)
-    except Exception as exc:  # noqa: BLE001 - keep serving stage 1 and say why, never crash
-        from rankfunnel.errors import RankfunnelError
-
-        detail = str(exc) if isinstance(exc, RankfunnelError) else f"{type(exc).__name__}: {exc}"
-        reason = " ".join(f"reranker {name!r} could not be loaded, showing stage-1 results: {detail}".split())
-        warnings.warn(reason, UserWarning, stacklevel=2)
-        return None, reason
-    if model is None:
-        return None, "reranking switched off (reranker=none)"
-    return model, None
-
-
-def apply_stored_calibration(reranker: BaseReranker, *folders: str | Path | None) -> Path | None:
-    """Use the fit that ``rankfunnel calibrate`` stored for this reranker, if there is one.
-
-    Looks in each of ``folders`` (an index directory first), then in the reranker's own model folder, for a
-    ``calibration.json`` entry under the reranker's name; the first found replaces ``reranker.calibration``.
-    Returns the folder it came from, or None (the reranker keeps its default calibration).
-
-    Examples:
-        >>> from rankfunnel.rerank.fake import FakeReranker
-        >>> apply_stored_calibration(FakeReranker(), "/tmp/no-such-index") is None
-        True
-    """
-    try:
-        from rankfunnel.eval.calibrate import load_calibration
-    except ImportError:  # the eval module is optional for the pipeline
-        return None
-    name = getattr(reranker, "name", None)
-    if not name:
-        return None
-    for folder in (*folders, getattr(reranker, "path", None)):
-        if folder is None or not Path(folder).is_dir():
-            continue
-        calibration = load_calibration(folder, name)
-        if calibration is not None:
-            reranker.calibration = calibration
-            log.info("Using the calibration stored in %s for reranker %r: %s", folder, name, calibration)
-            return Path(folder)
     return None

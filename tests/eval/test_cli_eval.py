@@ -153,7 +153,7 @@ def test_bench_json(tiny_beir: Path, tmp_path: Path) -> None:
 
 
 def test_calibrate_json_and_load(tiny_beir: Path, tmp_path: Path) -> None:
-    from rankfunnel.eval.calibrate import load_calibration
+    from rankfunnel.rerank.calibration import load_calibration
 
     idx = tmp_path / "idx"
     idx.mkdir()

@@ -4,14 +4,9 @@ import numpy as np
 import pytest
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.eval.calibrate import (
-    expected_calibration_error,
-    fit_calibration,
-    load_calibration,
-    save_calibration,
-)
+from rankfunnel.eval.calibrate import expected_calibration_error, fit_calibration
 from rankfunnel.eval.stats import paired_lift
-from rankfunnel.rerank.base import Calibration
+from rankfunnel.rerank.calibration import Calibration, load_calibration, save_calibration
 
 
 def test_bootstrap_detects_a_real_lift_and_not_a_null_one() -> None:
@@ -55,11 +50,10 @@ def test_ece_hand_computed() -> None:
 
 def test_save_and_load_calibration(tmp_path) -> None:
     assert load_calibration(tmp_path, "m") is None
-    save_calibration(tmp_path, "models/my-reranker", Calibration(temperature=2.0, bias=0.5))
+    save_calibration(tmp_path, "org/my-reranker", Calibration(temperature=2.0, bias=0.5))
     save_calibration(tmp_path, "other", Calibration(temperature=4.0))
-    cal = load_calibration(tmp_path, "models/my-reranker")
-    assert cal == Calibration(temperature=2.0, bias=0.5)
-    assert load_calibration(tmp_path, "my-reranker") is None or True  # name lookup is exact, then basename
+    assert load_calibration(tmp_path, "org/my-reranker") == Calibration(temperature=2.0, bias=0.5)
+    assert load_calibration(tmp_path, "my-reranker") is None  # keys are identities: no guessing by basename
     assert load_calibration(tmp_path, "other") == Calibration(temperature=4.0)
     (tmp_path / "calibration.json").write_text("{broken")
     from rankfunnel.errors import IndexCorruptError

@@ -125,7 +125,7 @@ def test_rerank_jsonl_and_plain_lines(tmp_path: Path) -> None:
 
 def test_info_json() -> None:
     out = run_json("info")
-    assert set(out) >= {"devices", "versions", "models", "warnings"}
+    assert set(out) >= {"devices", "versions", "models", "warnings", "reranker"}
     assert out["devices"]["chosen"] in {"cpu", "cuda", "mps"}
     assert out["versions"]["faiss"] != "not installed"
     assert Path(out["models"]["embedder"]["path"]).is_dir()  # all-MiniLM-L6-v2 from its offline package
@@ -174,15 +174,12 @@ def test_unexpected_errors_exit_1_without_traceback(monkeypatch: pytest.MonkeyPa
     assert res.exit_code == 1 and "RuntimeError: disk on fire" in res.output and "Traceback" not in res.output
 
 
-def test_hub_probe_is_skipped_offline_and_for_local_models(tmp_path: Path, monkeypatch) -> None:
-    from rankfunnel.cli.core import skip_hub_retries_if_unreachable
+def test_hub_is_needed_only_for_hub_ids_not_on_disk(tmp_path: Path) -> None:
+    from rankfunnel.rerank.resolve import needs_hub
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert skip_hub_retries_if_unreachable("cross-encoder/ms-marco-MiniLM-L6-v2") is False
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert skip_hub_retries_if_unreachable(str(tmp_path)) is False  # an existing local folder
-    assert skip_hub_retries_if_unreachable("fake") is False
-    assert skip_hub_retries_if_unreachable(None) is False
+    assert needs_hub("cross-encoder/ms-marco-MiniLM-L6-v2") and needs_hub("fake:50,org/model:10")
+    assert not needs_hub(str(tmp_path))  # an existing local folder
+    assert not needs_hub("fake") and not needs_hub(None) and not needs_hub("remote:http://h:1/v2/rerank")
 
 
 def test_index_folder_with_hnsw_and_upsert(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_CPU_RERANKER
-from rankfunnel.pipeline import Pipeline, resolve_reranker_spec, trained_reranker_verdict
+from rankfunnel.pipeline import Pipeline
 from rankfunnel.rerank.base import BaseReranker
 from rankfunnel.rerank.fake import FakeReranker
 
@@ -153,33 +153,15 @@ def test_from_dir_loads_reranker_or_falls_back(small_index: Path) -> None:
     assert not res.reranked and "could not be loaded" in res.reason and res.hits
 
 
-def test_auto_prefers_the_trained_reranker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert resolve_reranker_spec("auto", "cpu") == DEFAULT_CPU_RERANKER
-    trained = tmp_path / "models" / "scifact-minilm-reranker"
-    trained.mkdir(parents=True)
-    (trained / "config.json").write_text("{}")
-    assert resolve_reranker_spec("auto", "cpu") == "models/scifact-minilm-reranker"
-    assert resolve_reranker_spec("none") is None and resolve_reranker_spec("fake") == "fake"
-
-
-def test_auto_skips_a_trained_reranker_that_hurts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_from_dir_auto_offline_without_a_reranker_is_stage_1_with_a_reason(
+    small_index: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    trained = tmp_path / "models" / "scifact-minilm-reranker"
-    trained.mkdir(parents=True)
-    (trained / "config.json").write_text("{}")
-    record = trained / "rankfunnel_training.json"
-    record.write_text(json.dumps({"metrics": {"ndcg@10": 0.40, "base_ndcg@10": 0.65}}))
-    with caplog.at_level("WARNING", logger="rankfunnel.pipeline"):
-        assert resolve_reranker_spec("auto", "cpu") == DEFAULT_CPU_RERANKER
-    assert "below stage 1" in caplog.text and "make reranker" in caplog.text
-    assert trained_reranker_verdict(trained)[0] is False
-    record.write_text(json.dumps({"metrics": {"ndcg@10": 0.70, "base_ndcg@10": 0.65}}))
-    assert resolve_reranker_spec("auto", "cpu") == "models/scifact-minilm-reranker"
-    record.write_text("not json")  # an unreadable record: trusted like a folder trained elsewhere
-    assert trained_reranker_verdict(trained) == (True, None)
+    from rankfunnel.rerank import resolve
+
+    monkeypatch.setattr(resolve, "model_on_disk", lambda name: False)
+    res = Pipeline.from_dir(small_index, reranker="auto", device="cpu", offline=True).search("moon tides")
+    assert not res.reranked and res.hits
+    assert "make reranker" in res.reason and "--reranker PATH" in res.reason
 
 
 def test_queries_without_candidates_in_a_batch(collection) -> None:
@@ -194,8 +176,7 @@ def test_queries_without_candidates_in_a_batch(collection) -> None:
 
 def test_from_dir_uses_the_stored_calibration(tmp_path: Path, fake_embedder, collection) -> None:
     from rankfunnel.collection import open_collection
-    from rankfunnel.eval.calibrate import save_calibration
-    from rankfunnel.rerank.base import Calibration
+    from rankfunnel.rerank.calibration import Calibration, save_calibration
 
     idx = tmp_path / "idx"
     open_collection(str(idx), embedder=fake_embedder, create=True).add(collection.get(collection.ids()))

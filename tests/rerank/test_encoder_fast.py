@@ -175,33 +175,39 @@ def test_models_in_the_hub_cache_are_not_written_to(tmp_path, monkeypatch):
     assert cache_folder(str(local), None, "openvino") == local / ".rankfunnel-openvino"
 
 
-def test_set_default_route_overrides_auto_and_rejects_unknown(tiny_bert_ce_path, tmp_path, monkeypatch):
-    from rankfunnel.rerank import encoder_fast
+def test_route_is_an_explicit_argument_and_unknown_routes_are_rejected(tiny_bert_ce_path, tmp_path):
+    from rankfunnel.rerank import load_reranker
 
-    monkeypatch.setattr(encoder_fast, "_ROUTE_OVERRIDE", None)
-    chosen = default_route()
-    encoder_fast.set_default_route("torch-int8")
-    assert default_route() == "torch-int8"
-    assert FastEncoderReranker(str(tiny_bert_ce_path), cache_dir=tmp_path).route == "torch-int8"
-    encoder_fast.set_default_route("auto")
-    assert default_route() == chosen
+    r = load_reranker(str(tiny_bert_ce_path), device="cpu", route="torch-int8")
+    assert isinstance(r, FastEncoderReranker) and r.route == "torch-int8"
+    assert load_reranker(str(tiny_bert_ce_path), device="cpu").route == default_route()  # nothing global changed
     with pytest.raises(InvalidInputError, match="openvino-int8"):  # the message lists the valid routes
-        encoder_fast.set_default_route("openvino-int4")
+        load_reranker(str(tiny_bert_ce_path), device="cpu", route="openvino-int4")
 
 
-def test_cli_reads_the_cpu_route_from_the_environment(monkeypatch, capsys):
-    import rankfunnel.cli as cli
-    from rankfunnel.rerank import encoder_fast
+def test_cli_reads_the_cpu_route_from_its_option_and_the_environment(tiny_bert_ce_path, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
 
-    monkeypatch.setattr(encoder_fast, "_ROUTE_OVERRIDE", None)
-    monkeypatch.setattr(cli, "app", lambda **_: None)
-    monkeypatch.setenv("RANKFUNNEL_CPU_ROUTE", "onnx-int8")
-    cli.main()
-    assert default_route() == "onnx-int8"
-    monkeypatch.setenv("RANKFUNNEL_CPU_ROUTE", "fastest")
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    assert exc.value.code == 2 and "RANKFUNNEL_CPU_ROUTE" in capsys.readouterr().err
+    from rankfunnel.cli import _reranker, app
+
+    docs = tmp_path / "docs.txt"
+    docs.write_text("red car\nblue boat\n")
+    seen: list[str] = []
+    real = _reranker.load
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["route"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_reranker, "load", spy)
+    args = ["rerank", "-q", "red car", "-d", str(docs), "--reranker", str(tiny_bert_ce_path), "--json"]
+    res = CliRunner().invoke(app, args, env={"RANKFUNNEL_CPU_ROUTE": "torch-int8"})
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, [*args, "--cpu-route", "torch-fp32"], env={"RANKFUNNEL_CPU_ROUTE": "torch-int8"})
+    assert res.exit_code == 0, res.output
+    assert seen == ["torch-int8", "torch-fp32"]
+    res = CliRunner().invoke(app, args, env={"RANKFUNNEL_CPU_ROUTE": "fastest"})
+    assert res.exit_code == 2 and "RANKFUNNEL_CPU_ROUTE" in res.output and "Traceback" not in res.output
 
 
 def test_automatic_openvino_route_falls_back_to_torch_when_conversion_fails(tiny_bert_ce_path, tmp_path,
@@ -213,7 +219,6 @@ def test_automatic_openvino_route_falls_back_to_torch_when_conversion_fails(tiny
         raise RuntimeError("unsupported operation aten::weird")
 
     monkeypatch.setattr(encoder_fast.OpenVinoEncoder, "build", broken)
-    monkeypatch.setattr(encoder_fast, "_ROUTE_OVERRIDE", None)
     monkeypatch.setattr(encoder_fast, "openvino_available", lambda: True)
     monkeypatch.setattr(encoder_fast, "cpu_has_native_bf16", lambda: True)
     with caplog.at_level("WARNING", logger="rankfunnel.rerank.encoder_fast"):

@@ -40,27 +40,12 @@ def test_unknown_model_offline(monkeypatch):
 
 
 def test_remote_spec_parsing():
-    from rankfunnel.rerank import _split_stage
+    from rankfunnel.rerank import split_stage
 
-    assert _split_stage("remote:http://host:8000") == ("remote:http://host:8000", None)
-    assert _split_stage("remote:http://host:8000:20") == ("remote:http://host:8000", 20)
-    assert _split_stage("remote:http://host/v2/rerank:20") == ("remote:http://host/v2/rerank", 20)
-    assert _split_stage("org/model:100") == ("org/model", 100)
-
-
-def test_remote_without_module_is_clear(monkeypatch):
-    import importlib
-
-    real = importlib.import_module
-
-    def fake_import(name, *a, **k):
-        if name == "rankfunnel.rerank.remote":
-            raise ImportError("No module named 'rankfunnel.rerank.remote'")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(importlib, "import_module", fake_import)
-    with pytest.raises(RerankerUnavailableError, match="remote"):
-        load_reranker("remote:http://127.0.0.1:9")
+    assert split_stage("remote:http://host:8000") == ("remote:http://host:8000", None)
+    assert split_stage("remote:http://host:8000:20") == ("remote:http://host:8000", 20)
+    assert split_stage("remote:http://host/v2/rerank:20") == ("remote:http://host/v2/rerank", 20)
+    assert split_stage("org/model:100") == ("org/model", 100)
 
 
 def test_fast_false_bert_gives_reference(tiny_bert_ce_path):

@@ -1,11 +1,8 @@
-"""Helpers of the core commands: what ``info`` reports, the ``rerank --docs`` reader, the hub probe."""
+"""Helpers of the core commands: what ``info`` reports and the ``rerank --docs`` reader."""
 
 from __future__ import annotations
 
 import os
-import re
-import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +21,22 @@ def _version(*dists: str) -> str:
     return "not installed"
 
 
-def collect_info() -> dict[str, Any]:
-    """What ``rankfunnel info`` reports, as a JSON-serialisable dict (no model is loaded)."""
+def collect_info(reranker: str = "auto", device: str | None = None, offline: bool = False) -> dict[str, Any]:
+    """What ``rankfunnel info`` reports, as a JSON-serialisable dict (no model is loaded).
+
+    ``reranker``/``device``/``offline`` are the command's flags (with their environment variables): the
+    report shows what they resolve to, with the resolver's reason and the model's licence.
+    """
     import platform
 
     import torch
 
     from rankfunnel import models
-    from rankfunnel.pipeline import resolve_reranker_spec
+    from rankfunnel.cli._reranker import resolve
 
     cuda = torch.cuda.is_available()
     devices: dict[str, Any] = {
-        "chosen": models.choose_device(os.environ.get("RANKFUNNEL_DEVICE")),
+        "chosen": models.choose_device(device),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": cuda,
@@ -57,9 +58,10 @@ def collect_info() -> dict[str, Any]:
         "onnxruntime": _version("onnxruntime"),
         "fastapi": _version("fastapi"),
     }
+    resolution, off = resolve(reranker, device=devices["chosen"], offline=offline)
     roles = {
         "embedder": models.DEFAULT_EMBEDDER,
-        "reranker_auto": resolve_reranker_spec("auto", devices["chosen"]) or "none",
+        "reranker": resolution.spec or "none",
         "reranker_cpu_default": models.DEFAULT_CPU_RERANKER,
         "reranker_gpu_default": models.DEFAULT_GPU_RERANKER,
     }
@@ -67,8 +69,11 @@ def collect_info() -> dict[str, Any]:
     warnings_: list[str] = []
     for role, name in roles.items():
         entry: dict[str, Any] = {"name": name}
+        if name == "none" or name == "fake" or name.startswith("remote:") or "," in name:
+            found[role] = entry  # nothing on disk to resolve (stage 1 only, the fake, a remote API, a cascade)
+            continue
         try:
-            path = models.resolve_model(name)
+            path = models.resolve_model(name, offline=off)
             local = Path(path).is_dir()
             entry["path"] = path if local else f"hub:{path} (downloaded on first use)"
             lic = models.read_licence(path)
@@ -89,35 +94,17 @@ def collect_info() -> dict[str, Any]:
     return {
         "devices": devices,
         "versions": versions,
+        "reranker": {
+            "requested": resolution.requested,
+            "resolved": resolution.spec,
+            "reason": resolution.reason,
+            "licence": found["reranker"].get("licence"),
+            "offline": off,
+        },
         "models": found,
         "warnings": warnings_,
         "env": {k: v for k, v in os.environ.items() if k.startswith(("RANKFUNNEL_", "HF_HUB_OFFLINE"))},
     }
-
-
-def skip_hub_retries_if_unreachable(spec: str | None, timeout: float = 3.0) -> bool:
-    """Probe the model hub once when ``spec`` names a hub model; if unreachable, switch to offline mode.
-
-    Without this, huggingface_hub retries an unreachable hub with back-off for about a minute and a half
-    before the reranker is reported unavailable. Returns True when offline mode was switched on.
-    """
-    if not spec or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
-        return False
-    parts = [re.sub(r":\d+$", "", p.strip()) for p in spec.split(",")]
-    if not any("/" in p and not p.startswith("remote:") and not Path(p).expanduser().exists() for p in parts):
-        return False
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
-        return False
-    except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        constants = sys.modules.get("huggingface_hub.constants")
-        if constants is not None:
-            setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 - read at call time by huggingface_hub
-        return True
 
 
 def read_docs_file(path: Path) -> list[tuple[str, str]]:

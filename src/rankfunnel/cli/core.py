@@ -2,8 +2,9 @@
 
 Environment variables (read here only, never in the library): ``RANKFUNNEL_INDEX_DIR`` (default for
 ``--index-dir``), ``RANKFUNNEL_RERANKER`` (default for ``--reranker``), ``RANKFUNNEL_DEVICE``,
-``RANKFUNNEL_DEBUG=1`` (show tracebacks of unexpected errors); ``RANKFUNNEL_CPU_ROUTE`` (the CPU cross-encoder
-route, e.g. ``openvino-int8``) is read by ``rankfunnel.cli.main``.
+``RANKFUNNEL_DEBUG=1`` (show tracebacks of unexpected errors); the reranker options ``--cpu-route``
+(``RANKFUNNEL_CPU_ROUTE``), ``--reranker-api-key`` (``RANKFUNNEL_RERANKER_API_KEY``) and ``--offline``
+(``HF_HUB_OFFLINE``) are defined in :mod:`rankfunnel.cli._reranker`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rankfunnel.cli import app
+from rankfunnel.cli import _reranker, app
 from rankfunnel.cli._errors import handle_errors
-from rankfunnel.cli._helpers import read_docs_file, skip_hub_retries_if_unreachable
+from rankfunnel.cli._helpers import read_docs_file
+from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
 from rankfunnel.errors import InvalidInputError
 
 err_console = Console(stderr=True)
@@ -276,23 +278,18 @@ def search(
         bool, typer.Option("--with-text", help="Include title/text/metadata in JSON.")
     ] = False,
     as_json: JsonFlag = False,
+    reranker_api_key: RerankerApiKeyOpt = None,
+    cpu_route: CpuRouteOpt = "auto",
+    offline: OfflineOpt = False,
 ) -> None:
-    """Search an index: stage-1 retrieval, then rerank (stage 1 only if the reranker cannot be loaded)."""
-    import warnings
-
-    from rankfunnel.pipeline import (
-        Pipeline,
-        apply_stored_calibration,
-        load_reranker_or_reason,
-        resolve_reranker_spec,
-    )
+    """Search an index: stage-1 retrieval, then rerank (stage 1 only if there is no reranker to load)."""
+    from rankfunnel.pipeline import Pipeline
+    from rankfunnel.rerank.resolve import apply_stored_calibration
 
     filters = _parse_filters(filter_)
     collection = _open(index_dir, backend, milvus_uri)
-    skip_hub_retries_if_unreachable(resolve_reranker_spec(reranker, device))
-    with warnings.catch_warnings():  # the reason is shown below; avoid printing it twice
-        warnings.simplefilter("ignore", UserWarning)
-        model, reason = load_reranker_or_reason(reranker, device=device)
+    loaded = _reranker.load(reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route)
+    model, reason = loaded.model, loaded.reason
     if model is not None and index_dir is not None and backend is not Backend.milvus and not milvus_uri:
         apply_stored_calibration(model, index_dir)  # the fit `rankfunnel calibrate` stored, if any
     pipe = Pipeline(collection, model, retriever=retriever.value, top_k=top_k, top_n=top_n, reason=reason)
@@ -358,18 +355,20 @@ def rerank(
     top_n: Annotated[int | None, typer.Option("--top-n", help="Keep the best N (default: all).")] = None,
     device: DeviceOpt = None,
     as_json: JsonFlag = False,
+    reranker_api_key: RerankerApiKeyOpt = None,
+    cpu_route: CpuRouteOpt = "auto",
+    offline: OfflineOpt = False,
 ) -> None:
     """Rerank a list of documents for one query (no index needed)."""
-    from rankfunnel.pipeline import apply_stored_calibration, resolve_reranker_spec
+    from rankfunnel.rerank.resolve import apply_stored_calibration
 
     items = read_docs_file(docs)
-    name = resolve_reranker_spec(reranker, device)
-    if name is None:
+    if reranker.strip().lower() in {"", "none", "off"}:
         raise InvalidInputError("`rankfunnel rerank` needs a reranker; pass --reranker NAME|PATH or 'auto'.")
-    from rankfunnel.rerank import load_reranker
-
-    skip_hub_retries_if_unreachable(name)
-    model = load_reranker(name, device=device)  # raises RerankerUnavailableError with a plain message
+    model = _reranker.load(
+        reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route, required=True
+    ).model  # raises with the resolver's reason or the loader's plain message
+    name = reranker
     if model is None:
         raise InvalidInputError("`rankfunnel rerank` needs a reranker; pass --reranker NAME|PATH or 'auto'.")
     apply_stored_calibration(model)  # a fit stored beside the model folder by `rankfunnel calibrate`
@@ -402,11 +401,16 @@ def rerank(
 
 @app.command()
 @handle_errors
-def info(as_json: JsonFlag = False) -> None:
-    """Devices, library versions, resolved model paths and licence warnings."""
+def info(
+    as_json: JsonFlag = False,
+    reranker: RerankerOpt = "auto",
+    device: DeviceOpt = None,
+    offline: OfflineOpt = False,
+) -> None:
+    """Devices, library versions, the reranker the flags and environment resolve to (and why), licences."""
     from rankfunnel.cli._helpers import collect_info
 
-    data = collect_info()
+    data = collect_info(reranker=reranker, device=device, offline=offline)
     if as_json:
         _print_json(data)
         return
@@ -422,5 +426,6 @@ def info(as_json: JsonFlag = False) -> None:
         lic = entry.get("licence") or "unknown"
         table.add_row(f"model.{role}", f"{_escape(entry['name'])} -> {where} (licence: {_escape(lic)})")
     console.print(table)
+    console.print(f"reranker: {_escape(data['reranker']['reason'])}", highlight=False, soft_wrap=True)
     for warning in data["warnings"]:
         console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False)

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rankfunnel.cli import app
+from rankfunnel.cli import _reranker, app
+from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
 from rankfunnel.cli.core import DeviceOpt, JsonFlag, Retriever, handle_errors
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_EMBEDDER
@@ -143,6 +144,9 @@ def eval_cmd(
     ] = False,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
+    reranker_api_key: RerankerApiKeyOpt = None,
+    cpu_route: CpuRouteOpt = "auto",
+    offline: OfflineOpt = False,
 ) -> None:
     """Measure stage-1 and reranked quality (NDCG, MRR, P, R, MAP), the lift with a 95% CI, and latency.
 
@@ -158,11 +162,10 @@ def eval_cmd(
     ks = parse_ints(k, "--k")
     if top_k < 1:
         raise InvalidInputError(f"--top-k must be >= 1, got {top_k}.")
-    model = None
-    if reranker.strip().lower() not in {"none", ""}:
-        from rankfunnel.rerank import load_reranker
-
-        model = load_reranker(reranker, device=device)  # an evaluation must not silently fall back to stage 1
+    # an evaluation must not silently fall back to stage 1: a reranker that cannot be loaded is an error
+    model = _reranker.load(
+        reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route, required=True
+    ).model
     emb = make_embedder(embedder, device=device)
     summaries, deltas, lat, sweeps = [], {}, {}, []
     for ds in loaded:
@@ -231,7 +234,7 @@ def _queries_for_bench(
     if queries_file is not None:
         if not queries_file.is_file():
             raise InvalidInputError(
-                f"--queries {queries_file} does not exist: pass a text file, one query a line."
+                f"--queries-file {queries_file} does not exist: pass a text file, one query a line."
             )
         qs = [line.strip() for line in queries_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     elif dataset is not None:
@@ -313,6 +316,9 @@ def bench_cmd(
     cache_dir: CacheOpt = Path(".cache/indexes"),
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
+    reranker_api_key: RerankerApiKeyOpt = None,
+    cpu_route: CpuRouteOpt = "auto",
+    offline: OfflineOpt = False,
 ) -> None:
     """Latency p50/p95/p99 (stage 1, rerank, end to end), rerank pairs/s per batch size, memory, cost."""
     from rankfunnel.bench import run_bench
@@ -331,11 +337,9 @@ def bench_cmd(
                 f"Index directory {index_dir} does not exist; build it with `rankfunnel index`."
             )
         col = open_collection(str(index_dir))
-    model = None
-    if reranker.strip().lower() not in {"none", ""}:
-        from rankfunnel.rerank import load_reranker
-
-        model = load_reranker(reranker, device=device)
+    model = _reranker.load(
+        reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route, required=True
+    ).model
     pipe = Pipeline(col, model, retriever=retriever.value, top_k=top_k, top_n=top_n)
     qs = _queries_for_bench(index_dir, dataset, queries_file, col, queries + warmup)
     res = run_bench(
@@ -383,33 +387,41 @@ def calibrate_cmd(
     cache_dir: CacheOpt = Path(".cache/indexes"),
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
+    reranker_api_key: RerankerApiKeyOpt = None,
+    cpu_route: CpuRouteOpt = "auto",
+    offline: OfflineOpt = False,
 ) -> None:
     """Fit T and b of sigmoid((raw - b) / T) on labelled pairs; report ECE before and after; store the fit.
 
-    The fit goes into calibration.json of the index directory (keyed by reranker name) and, for a local
-    model folder, beside the model; `search` and the service read it with load_calibration().
+    The fit goes into calibration.json of the index directory and, for a local model folder, beside the
+    model, keyed by the model's identity (a hub id, or a folder's resolved path and content hash, however it
+    was spelled); `search`, `rerank` and the service pick it up.
     """
-    from rankfunnel.eval.calibrate import collect_pairs, fit_calibration, save_calibration
-    from rankfunnel.rerank import load_reranker
+    from rankfunnel.eval.calibrate import collect_pairs, fit_calibration
+    from rankfunnel.rerank.calibration import model_identity, save_calibration
 
     if max_pairs < 2:
         raise InvalidInputError(f"--max-pairs must be >= 2, got {max_pairs}.")
-    ds, col = _dataset_index(dataset, split, embedder, device, cache_dir, quiet)
-    model = load_reranker(reranker, device=device)
-    if model is None:
+    if reranker.strip().lower() in {"", "none", "off"}:
         raise InvalidInputError("--reranker none has nothing to calibrate: name a reranker model.")
+    ds, col = _dataset_index(dataset, split, embedder, device, cache_dir, quiet)
+    model = _reranker.load(
+        reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route, required=True
+    ).model
+    assert model is not None
     pairs, labels = collect_pairs(ds, col, negatives_per_query=negatives, max_pairs=max_pairs)
     raw = model.predict(pairs)
     fit = fit_calibration(raw, labels, before=getattr(model, "calibration", None))
-    extra = {"dataset": ds.name, "split": ds.split}
+    identity = model_identity(model.name, getattr(model, "path", None))
+    extra = {**fit.to_dict(), "dataset": ds.name, "split": ds.split}
     stored = [
         save_calibration(
-            index_dir or _default_index(cache_dir, ds.name, embedder), model.name, fit, extra=extra
+            index_dir or _default_index(cache_dir, ds.name, embedder), identity, fit.calibration, extra=extra
         )
     ]
     if Path(reranker).is_dir():
-        stored.append(save_calibration(Path(reranker), model.name, fit, extra=extra))
-    result = {"reranker": model.name, **fit.to_dict(), **extra, "stored": [str(p) for p in stored]}
+        stored.append(save_calibration(Path(reranker), identity, fit.calibration, extra=extra))
+    result = {"reranker": model.name, "identity": identity, **extra, "stored": [str(p) for p in stored]}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -2,7 +2,9 @@
 
 Environment variables (read here only, never in the library): ``RANKFUNNEL_INDEX_DIR``,
 ``RANKFUNNEL_RERANKER``, ``RANKFUNNEL_DEVICE``, ``RANKFUNNEL_API_KEYS`` (comma-separated; prefer it to
-``--api-key``, which shows in ``ps``), ``RANKFUNNEL_HOST``, ``RANKFUNNEL_PORT``.
+``--api-key``, which shows in ``ps``; these are the keys clients must send to this service),
+``RANKFUNNEL_HOST``, ``RANKFUNNEL_PORT``, and the reranker options of :mod:`rankfunnel.cli._reranker`
+(``RANKFUNNEL_RERANKER_API_KEY``: the key this service sends to a remote reranker).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from rankfunnel.cli import app
+from rankfunnel.cli import _reranker, app
+from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
 from rankfunnel.errors import InvalidInputError
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -148,6 +151,9 @@ def serve(
         ),
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    reranker_api_key: RerankerApiKeyOpt = None,
+    cpu_route: CpuRouteOpt = "auto",
+    offline: OfflineOpt = False,
 ) -> None:
     """Serve search and rerank over HTTP (rankfunnel, Cohere v1/v2, ZeroEntropy and TEI shapes; docs/integrations.md).
 
@@ -192,9 +198,11 @@ def _serve(
     api_key: list[str] | None,
     trust_remote_code: bool,
     log_level: str,
+    reranker_api_key: str | None,
+    cpu_route: str,
+    offline: bool,
 ) -> None:
     from rankfunnel._optional import require
-    from rankfunnel.pipeline import resolve_reranker_spec
     from rankfunnel.service import Limits, ServiceConfig, create_app
 
     uvicorn = require("uvicorn", "server")
@@ -238,9 +246,19 @@ def _serve(
         ),
         trust_remote_code=trust_remote_code,
     )
-    specs = [s for s in (resolve_reranker_spec(x, device) for x in [reranker, *(fallback or [])]) if s]
+    route = _reranker.check_route(cpu_route)
+    specs: list[str] = []
+    for requested in [reranker, *(fallback or [])]:  # resolved once, here; loaded in the service's lifespan
+        resolution, offline = _reranker.resolve(requested, device=device, offline=offline)
+        if resolution.spec is None:
+            logging.getLogger(__name__).warning("%s", resolution.reason)
+        else:
+            specs.append(resolution.spec)
+    options = {"offline": offline, "route": route, "api_key": _reranker.api_key_for(",".join(specs), reranker_api_key)}
     target: str | Path | None = index_dir
     if milvus_uri:
         target, backend = milvus_uri, "milvus"
-    application = create_app(config, index_dir=target, reranker_specs=specs, device=device, backend=backend)
+    application = create_app(
+        config, index_dir=target, reranker_specs=specs, device=device, backend=backend, reranker_options=options
+    )
     uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="on")

@@ -1,9 +1,8 @@
-"""Score calibration: fit ``sigmoid((raw - b) / T)`` on labelled pairs, measure ECE, store and load the fit.
+"""Score calibration fitting: fit ``sigmoid((raw - b) / T)`` on labelled pairs and measure ECE.
 
 The fit minimises the log-loss (binary cross-entropy) with scipy's L-BFGS-B over ``(log T, b)`` so that T
-stays positive. Fitted values live in ``calibration.json`` inside an index directory (and optionally
-beside a local model folder), keyed by reranker name; :func:`load_calibration` is what the pipeline and the
-service call to pick them up.
+stays positive. Storing and finding fits (``calibration.json``, keyed by the model's identity) lives in
+:mod:`rankfunnel.rerank.calibration`, which the pipeline reads without importing ``eval``.
 
 Examples:
     >>> import numpy as np
@@ -17,22 +16,15 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rankfunnel._optional import require
-from rankfunnel.errors import IndexCorruptError, InvalidInputError
-from rankfunnel.rerank.base import Calibration
-
-CALIBRATION_FILE = "calibration.json"
+from rankfunnel.errors import InvalidInputError
+from rankfunnel.rerank.calibration import Calibration
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -148,81 +140,6 @@ def fit_calibration(
         ece_before=expected_calibration_error(p0, y),
         ece_after=expected_calibration_error(p1, y),
     )
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise IndexCorruptError(
-            f"{path} cannot be read ({exc}); delete it and run `rankfunnel calibrate` again."
-        ) from exc
-    if not isinstance(data, dict):
-        raise IndexCorruptError(
-            f"{path} does not hold a JSON object; delete it and run `rankfunnel calibrate` again."
-        )
-    return data
-
-
-def save_calibration(
-    folder: str | Path,
-    reranker_name: str,
-    fit: CalibrationFit | Calibration,
-    *,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write (atomically) the fit for ``reranker_name`` into ``folder/calibration.json``, keeping other keys.
-
-    Examples:
-        >>> save_calibration("/tmp/idx", "my-reranker", Calibration(temperature=2.0))  # doctest: +SKIP
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InvalidInputError(
-            f"{folder} is not a directory: pass an index directory or a local model folder."
-        )
-    path = folder / CALIBRATION_FILE
-    data = _read(path) if path.exists() else {}
-    entry = (
-        fit.to_dict()
-        if isinstance(fit, CalibrationFit)
-        else {"temperature": fit.temperature, "bias": fit.bias}
-    )
-    entry.update(extra or {})
-    data[reranker_name] = entry
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".calibration.", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-    return path
-
-
-def load_calibration(folder: str | Path, reranker_name: str) -> Calibration | None:
-    """The calibration stored for ``reranker_name`` in ``folder/calibration.json``, or None.
-
-    ``folder`` is an index directory or a local model folder. The reranker name is looked up as given,
-    then by its last path component (so a model path and its folder name both match).
-
-    Examples:
-        >>> load_calibration("/tmp/no-such-index", "fake") is None
-        True
-    """
-    path = Path(folder) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    data = _read(path)
-    for key in (reranker_name, Path(str(reranker_name)).name):
-        entry = data.get(key)
-        if isinstance(entry, dict) and "temperature" in entry:
-            try:
-                return Calibration(
-                    temperature=float(entry["temperature"]), bias=float(entry.get("bias", 0.0))
-                )
-            except (TypeError, ValueError) as exc:
-                raise IndexCorruptError(
-                    f"{path}: entry {key!r} is invalid ({exc}); run `rankfunnel calibrate` again."
-                ) from exc
-    return None
 
 
 def collect_pairs(

@@ -10,8 +10,6 @@ token-budget batches, bf16 / fp32 / opt-in int8),
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import logging
 import re
@@ -23,20 +21,31 @@ from rankfunnel.errors import (
     InvalidInputError,
     OptionalDependencyError,
     RankfunnelError,
-    RerankerUnavailableError,
 )
 from rankfunnel.models import DEFAULT_CPU_RERANKER, DEFAULT_GPU_RERANKER, choose_device, resolve_model
-from rankfunnel.rerank.base import BaseReranker, Calibration
+from rankfunnel.rerank.base import BaseReranker
+from rankfunnel.rerank.calibration import Calibration
+from rankfunnel.rerank.resolve import Resolution, load_reranker_or_reason, resolve_reranker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BaseReranker", "Calibration", "default_reranker_name", "load_reranker"]
+__all__ = [
+    "BaseReranker",
+    "Calibration",
+    "Resolution",
+    "default_reranker_name",
+    "load_reranker",
+    "load_reranker_or_reason",
+    "resolve_reranker",
+]
 
 _CUTOFF = re.compile(r"^(?P<spec>.+):(?P<cutoff>\d+)$")
 
 
 def default_reranker_name(device: str | None = None) -> str:
     """The default reranker: zerank-2 on a GPU, the MiniLM-L6 MS MARCO cross-encoder on CPU (and MPS).
+
+    What ``auto`` resolves to when the model can be loaded (:func:`resolve_reranker` decides that).
 
     Examples:
         >>> default_reranker_name("cpu")
@@ -46,7 +55,7 @@ def default_reranker_name(device: str | None = None) -> str:
     return DEFAULT_GPU_RERANKER if dev.startswith("cuda") else DEFAULT_CPU_RERANKER
 
 
-def _split_stage(part: str) -> tuple[str, int | None]:
+def split_stage(part: str) -> tuple[str, int | None]:
     """``"name:100"`` -> ``("name", 100)``; a bare ``"remote:http://host:8000"`` keeps 8000 as its port."""
     m = _CUTOFF.match(part)
     if not m:
@@ -57,17 +66,6 @@ def _split_stage(part: str) -> tuple[str, int | None]:
         if not url.netloc or (url.port is None and url.path in ("", "/")):
             return part, None  # "remote:http://host:8000": the number is a port, not a cut-off
     return spec, cutoff
-
-
-def _call_with_supported(factory: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``factory`` with only the keyword arguments its signature accepts (for sibling backends)."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return factory(*args, **kwargs)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return factory(*args, **kwargs)
-    return factory(*args, **{k: v for k, v in kwargs.items() if k in params and v is not None})
 
 
 def _architecture(path: str) -> tuple[str, str]:
@@ -89,92 +87,72 @@ def _architecture(path: str) -> tuple[str, str]:
     return str(arch), str(data.get("model_type", ""))
 
 
-def _load_remote(url: str, opts: dict[str, Any]) -> BaseReranker:
-    try:
-        remote = importlib.import_module("rankfunnel.rerank.remote")
-    except ImportError as exc:
-        raise RerankerUnavailableError(
-            f"Remote reranker {url!r} needs rankfunnel.rerank.remote, which this installation lacks ({exc}). "
-            "Fix: upgrade rankfunnel, or pass a local model name instead of 'remote:URL'."
-        ) from exc
-    factory = getattr(remote, "RemoteReranker", None)
-    if factory is None:
-        raise RerankerUnavailableError(
-            "rankfunnel.rerank.remote defines no RemoteReranker; upgrade rankfunnel.")
-    return _call_with_supported(factory, url, **opts)  # type: ignore[no-any-return]
-
-
-def _load_decoder(path: str, name: str, opts: dict[str, Any]) -> BaseReranker | None:
-    """The fast decoder scorer when it is installed and recognises the model, else None."""
-    try:
-        decoder = importlib.import_module("rankfunnel.rerank.decoder")
-    except ImportError as exc:
-        log.info("rankfunnel.rerank.decoder is unavailable (%s); using the sentence-transformers path.", exc)
-        return None
-    try:
-        if not decoder.is_decoder_reranker(path):
-            return None
-    except Exception as exc:  # noqa: BLE001 - an unreadable config just means "not recognised"
-        log.info("Could not tell whether %s is a decoder reranker (%s).", name, exc)
-        return None
-    return _call_with_supported(decoder.DecoderReranker, path, **opts)  # type: ignore[no-any-return]
-
-
-def _load_one(spec: str, opts: dict[str, Any], fast: bool) -> BaseReranker:
+def _load_one(spec: str, o: dict[str, Any], fast: bool) -> BaseReranker:
+    """One model. ``o`` holds every loader option; each backend gets exactly the ones it understands."""
     if spec == "fake":
-        return _call_with_supported(_fake_cls(), calibration=opts.get("calibration"))  # type: ignore[no-any-return]
+        from rankfunnel.rerank.fake import FakeReranker
+
+        return FakeReranker(calibration=o["calibration"])
     if spec.startswith("remote:"):
-        return _load_remote(spec[len("remote:"):], opts)
+        from rankfunnel.rerank.remote import RemoteReranker
+
+        return RemoteReranker(spec[len("remote:"):], api_key=o["api_key"], calibration=o["calibration"])
     from rankfunnel.rerank.cross_encoder import CrossEncoderReranker, unavailable
 
     try:
-        path = resolve_model(spec)
+        path = resolve_model(spec, offline=o["offline"])  # offline: a cached hub id becomes its local folder
     except RankfunnelError as exc:
         raise unavailable(spec, exc) from exc
     arch, model_type = _architecture(path)
-    if fast:
-        if arch.endswith("ForCausalLM") or not arch:
-            reranker = _load_decoder(path, spec, opts)
-            if reranker is not None:
-                reranker.name = spec
-                return reranker
-        elif arch.endswith("ForSequenceClassification"):
-            device = choose_device(opts.get("device"))
-            if device == "cpu":
-                from rankfunnel.rerank import encoder_fast
+    reranker: BaseReranker | None = None
+    if fast and (arch.endswith("ForCausalLM") or not arch):
+        from rankfunnel.rerank import decoder
 
-                if encoder_fast.fast_path_available(model_type):
-                    try:
-                        fast_reranker = _call_with_supported(encoder_fast.FastEncoderReranker, spec, **opts)
-                        return fast_reranker  # type: ignore[no-any-return]
-                    except OptionalDependencyError as exc:
-                        log.warning("CPU fast path unavailable (%s); using sentence-transformers.", exc)
-    return _call_with_supported(CrossEncoderReranker, spec, **opts)  # type: ignore[no-any-return]
+        if decoder.is_decoder_reranker(path):
+            # the decoder's "max_doc_tokens" is its per-document token limit (longer documents are chunked)
+            reranker = decoder.DecoderReranker(
+                path, device=o["device"], dtype=o["dtype"], calibration=o["calibration"],
+                max_batch_size=o["batch_size"], **({} if o["max_length"] is None
+                                                  else {"max_doc_tokens": o["max_length"]}))
+    elif fast and arch.endswith("ForSequenceClassification") and choose_device(o["device"]) == "cpu":
+        from rankfunnel.rerank import encoder_fast
 
-
-def _fake_cls() -> Any:
-    from rankfunnel.rerank.fake import FakeReranker
-
-    return FakeReranker
+        if encoder_fast.fast_path_available(model_type):
+            try:
+                reranker = encoder_fast.FastEncoderReranker(
+                    path, device=o["device"], route=o["route"], max_length=o["max_length"],
+                    calibration=o["calibration"],
+                    **({} if o["batch_size"] is None else {"batch_size": o["batch_size"]}))
+            except OptionalDependencyError as exc:
+                log.warning("CPU fast path unavailable (%s); using sentence-transformers.", exc)
+    if reranker is None:
+        reranker = CrossEncoderReranker(
+            path, device=o["device"], dtype=o["dtype"], max_length=o["max_length"], calibration=o["calibration"],
+            **({} if o["batch_size"] is None else {"batch_size": o["batch_size"]}))
+    reranker.name = spec  # the name as given (a hub id stays a hub id even when loaded from the cache)
+    return reranker
 
 
 def load_reranker(spec: str | None, *, device: str | None = None, dtype: str | None = None,
                   batch_size: int | None = None, fast: bool = True, calibration: Calibration | None = None,
-                  max_length: int | None = None) -> BaseReranker | None:
+                  max_length: int | None = None, route: str = "auto", api_key: str | None = None,
+                  offline: bool | None = None, trained: str | Path | None = None,
+                  domain: str | None = None) -> BaseReranker | None:
     """Build a reranker from a spec string.
 
     Specs:
         - ``"none"``: no reranking (returns None).
-        - ``"auto"`` (or None): :func:`default_reranker_name` for the device.
+        - ``"auto"`` (or None): what :func:`resolve_reranker` picks (zerank-2 on a GPU, MiniLM-L6 MS MARCO on
+          a CPU, a trained folder for its declared domain); raises when it finds nothing it can load.
         - ``"fake"``: :class:`~rankfunnel.rerank.fake.FakeReranker` (token overlap; tests and demos).
         - a hub id or local folder: a decoder reranker (zerank-2, Qwen3-Reranker) goes to the fast
-          ``DecoderReranker`` when ``fast`` and it is installed; a BERT-style cross-encoder on CPU goes
-          to :class:`~rankfunnel.rerank.encoder_fast.FastEncoderReranker` when ``fast``; everything
+          ``DecoderReranker`` when ``fast``; a BERT-style cross-encoder on CPU goes to
+          :class:`~rankfunnel.rerank.encoder_fast.FastEncoderReranker` when ``fast``; everything
           else (and ``fast=False``, the reference path) to
           :class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker`.
-        - ``"remote:URL"``: an HTTP reranker (``rankfunnel.rerank.remote``).
+        - ``"remote:URL"``: an HTTP reranker (:class:`~rankfunnel.rerank.remote.RemoteReranker`).
         - ``"A:100,B:20"``: a :class:`~rankfunnel.rerank.cascade.CascadeReranker`; A reads the top 100,
-          B the top 20 of A's order. Each part is any spec above except ``none``.
+          B the top 20 of A's order. Each part is any spec above except ``none`` and ``auto``.
 
     Args:
         spec: The spec string.
@@ -183,11 +161,16 @@ def load_reranker(spec: str | None, *, device: str | None = None, dtype: str | N
         batch_size: Pairs per forward pass (backend default when None).
         fast: Use the fast scorers where they apply; False selects the sentence-transformers reference.
         calibration: Normalisation for a single model (cascades use their last stage's).
-        max_length: Token limit per pair (backend default when None).
+        max_length: Token limit per pair (backend default when None; the decoder's per-document limit).
+        route: The CPU cross-encoder route (:data:`rankfunnel.rerank.encoder_fast.ROUTES`, or ``auto``).
+        api_key: The key sent to a ``remote:`` reranker's API.
+        offline: Never use the model hub (hub ids load from its cache); None: huggingface_hub's own setting.
+        trained, domain: A locally trained folder that ``auto`` may use for ``domain`` (see
+            :func:`resolve_reranker`).
 
     Raises:
         RerankerUnavailableError: A model cannot be resolved or loaded; the message names the fix.
-        InvalidInputError: The spec is malformed.
+        InvalidInputError: The spec or an option is malformed.
 
     Examples:
         >>> load_reranker("none") is None
@@ -197,22 +180,33 @@ def load_reranker(spec: str | None, *, device: str | None = None, dtype: str | N
         >>> load_reranker("fake:50,fake:10").name  # doctest: +SKIP
         'fake:50,fake:10'
     """
+    from rankfunnel.errors import RerankerUnavailableError
+
     text = "auto" if spec is None else str(spec).strip()
     if not text:
         raise InvalidInputError(
             "The reranker spec is empty: pass a model name, 'none', 'fake' or 'A:100,B:20'.")
     if text.lower() == "none":
         return None
+    if route != "auto":
+        from rankfunnel.rerank.encoder_fast import ROUTES
+
+        if route not in ROUTES:
+            raise InvalidInputError(f"CPU route {route!r} is unknown; use one of auto, {', '.join(ROUTES)}.")
     if text.lower() == "auto":
-        text = default_reranker_name(device)
-    opts: dict[str, Any] = {"device": device, "dtype": dtype, "batch_size": batch_size,
-                            "calibration": calibration, "max_length": max_length}
+        res = resolve_reranker(text, device=device, offline=offline, trained=trained, domain=domain)
+        if res.spec is None:
+            raise RerankerUnavailableError(res.reason)
+        text = res.spec
+    opts: dict[str, Any] = {"device": device, "dtype": dtype, "batch_size": batch_size, "calibration": calibration,
+                            "max_length": max_length, "route": route, "api_key": api_key, "offline": offline}
     parts = [p.strip() for p in text.split(",")]
-    stages = [_split_stage(p) for p in parts]
+    stages = [split_stage(p) for p in parts]
     if len(stages) == 1 and stages[0][1] is None:
         return _load_one(stages[0][0], opts, fast)
-    if any(not s or s.lower() == "none" for s, _ in stages):
-        raise InvalidInputError(f"Cascade {text!r} has an empty or 'none' stage: write it like 'A:100,B:20'.")
+    if any(not s or s.lower() in {"none", "auto"} for s, _ in stages):
+        raise InvalidInputError(
+            f"Cascade {text!r} has an empty, 'none' or 'auto' stage: name each model, like 'A:100,B:20'.")
     from rankfunnel.rerank.cascade import CascadeReranker
 
     stage_opts = {**opts, "calibration": None}

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.rerank.calibration import Calibration
 from rankfunnel.types import Hit
 from rankfunnel.validate import check_count, check_query, check_text
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Calibration:
-    """Maps raw scores to 0-1 with ``sigmoid((raw - bias) / temperature)``.
-
-    zerank models use ``temperature=5`` (their card's ``sigmoid(logit / 5)``); BERT cross-encoders trained
-    with BCE use ``temperature=1``. ``rankfunnel calibrate`` fits both values on labelled pairs.
-    """
-
-    temperature: float = 1.0
-    bias: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise InvalidInputError(f"temperature must be a positive finite number, got {self.temperature}.")
-        if not math.isfinite(self.bias):
-            raise InvalidInputError(f"bias must be finite, got {self.bias}.")
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        z = (np.asarray(raw, dtype=np.float64) - self.bias) / self.temperature
-        return 1.0 / (1.0 + np.exp(-z))
+__all__ = ["BaseReranker", "Calibration"]
 
 
 #: Characters kept per model token before tokenising (the embedder's rule, rankfunnel.embed): normal text needs

@@ -73,37 +73,16 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-_ROUTE_OVERRIDE: str | None = None
-
-
-def set_default_route(route: str | None) -> None:
-    """Make ``route`` what ``route="auto"`` means in this process (None restores :func:`default_route`'s choice).
-
-    For deployments that opt into int8 everywhere (the CLI sets it from ``RANKFUNNEL_CPU_ROUTE``).
-
-    Raises:
-        InvalidInputError: ``route`` is not one of :data:`ROUTES` (or ``auto``).
-    """
-    global _ROUTE_OVERRIDE
-    if route in (None, "", "auto"):
-        _ROUTE_OVERRIDE = None
-        return
-    if route not in ROUTES:
-        raise InvalidInputError(f"CPU route {route!r} is unknown; use one of auto, {', '.join(ROUTES)}.")
-    _ROUTE_OVERRIDE = route
-
-
 def default_route() -> str:
     """The fastest route that keeps NDCG@10 within 0.001 of fp32 (``docs/benchmarks.md``).
 
-    :func:`set_default_route` overrides the choice for the process.
+    Pass ``route=`` to :class:`FastEncoderReranker` (``load_reranker(..., route=)``, the CLI's ``--cpu-route``
+    / ``RANKFUNNEL_CPU_ROUTE``) to choose another one.
 
     OpenVINO when installed, else eager torch; bf16 on CPUs with native bf16 (AMX / AVX512-BF16), fp32
     elsewhere. Never int8: static int8 (``openvino-int8``) came within 0.001-0.003 NDCG@10 of fp32 and dynamic
     int8 lost up to 0.030, against 0.0005 for bf16, so int8 is an opt-in to measure on your data.
     """
-    if _ROUTE_OVERRIDE is not None:
-        return _ROUTE_OVERRIDE
     engine = "openvino" if openvino_available() else "torch"
     return f"{engine}-bf16" if cpu_has_native_bf16() else f"{engine}-fp32"
 

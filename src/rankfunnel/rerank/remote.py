@@ -116,12 +116,6 @@ def _detail(resp: Any) -> str:
     return str(body)[:300]
 
 
-# API keys by API family ("zeroentropy", "cohere", "tei"), used when a RemoteReranker gets no api_key.
-# The library never reads the environment: the CLI and service layers fill this from ZEROENTROPY_API_KEY
-# and RANKFUNNEL_REMOTE_API_KEY (see rankfunnel.cli.main), so every call site of load_reranker gets the key.
-DEFAULT_API_KEYS: dict[str, str] = {}
-
-
 class RemoteReranker(BaseReranker):
     """Scores (query, document) pairs with a remote rerank API.
 
@@ -130,7 +124,8 @@ class RemoteReranker(BaseReranker):
             ``.../v1/models/rerank``).
         api: ``auto`` (from the URL), ``cohere``, ``tei`` or ``zeroentropy``.
         model: the model field sent to Cohere-shaped and ZeroEntropy APIs (ZeroEntropy default ``zerank-2``).
-        api_key: sent as ``Authorization: Bearer``; the CLI passes ``ZEROENTROPY_API_KEY`` / ``--api-key``.
+        api_key: sent as ``Authorization: Bearer`` (the CLI's ``--reranker-api-key``,
+            ``RANKFUNNEL_RERANKER_API_KEY``, or ``ZEROENTROPY_API_KEY`` for the ZeroEntropy API).
         timeout: seconds per HTTP attempt (capped by the deadline).
         total_timeout: default deadline in seconds for one :meth:`predict` call (None: no overall deadline).
         max_retries: retries after the first attempt on 429, 5xx, timeouts and connection errors.
@@ -162,11 +157,11 @@ class RemoteReranker(BaseReranker):
                  transport: Any = None) -> None:
         httpx = require("httpx", "server")
         self.api, self.url = resolve_endpoint(url, api)
-        api_key = api_key or DEFAULT_API_KEYS.get(self.api)
         if self.api == "zeroentropy" and not api_key:
             raise RerankerUnavailableError(
-                "The ZeroEntropy API needs an API key: set ZEROENTROPY_API_KEY (the CLI reads it) or pass "
-                "api_key=...")
+                "The ZeroEntropy API needs an API key: pass --reranker-api-key KEY (or set "
+                "RANKFUNNEL_RERANKER_API_KEY or ZEROENTROPY_API_KEY) on the command line, or api_key=... "
+                "in Python.")
         for label, value in (("timeout", timeout), ("concurrency", concurrency),
                              ("max_connections", max_connections)):
             if not value > 0:

@@ -12,7 +12,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -252,9 +252,15 @@ class _MetricsAndAuth:
 
 
 def load_chain(
-    specs: Sequence[str], *, device: str | None = None, trust_remote_code: bool = False
+    specs: Sequence[str],
+    *,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    reranker_options: Mapping[str, Any] | None = None,
 ) -> list[BaseReranker]:
     """Load the fallback chain (primary first); ``"none"`` entries are dropped.
+
+    ``reranker_options`` go to :func:`~rankfunnel.rerank.load_reranker` (``offline``, ``route``, ``api_key``).
 
     Raises:
         RerankerUnavailableError: a model cannot be loaded (the message names the fix).
@@ -269,7 +275,7 @@ def load_chain(
 
             out.append(CrossEncoderReranker(spec, device=device, trust_remote_code=True))
             continue
-        r = load_reranker(spec, device=device)
+        r = load_reranker(spec, device=device, **dict(reranker_options or {}))
         if r is not None:
             out.append(r)
     return out
@@ -285,6 +291,7 @@ def create_app(
     device: str | None = None,
     embedder: Any = None,
     backend: str = "auto",
+    reranker_options: Mapping[str, Any] | None = None,
 ) -> FastAPI:
     """Build the FastAPI app. Models and the index load once, in the lifespan.
 
@@ -300,6 +307,8 @@ def create_app(
         device: Device for loaded models.
         embedder: Embedder for opening ``index_dir`` (default: the one the index was built with).
         backend: ``auto``, ``faiss`` or ``milvus`` (``index_dir`` is then a Milvus URI or Lite file).
+        reranker_options: more :func:`~rankfunnel.rerank.load_reranker` options for ``reranker_specs``
+            (``offline``, ``route``, ``api_key``).
 
     Examples:
         >>> from rankfunnel.rerank.fake import FakeReranker
@@ -316,7 +325,11 @@ def create_app(
             list(rerankers)
             if rerankers is not None
             else await asyncio.to_thread(
-                load_chain, list(reranker_specs), device=device, trust_remote_code=cfg.trust_remote_code
+                load_chain,
+                list(reranker_specs),
+                device=device,
+                trust_remote_code=cfg.trust_remote_code,
+                reranker_options=reranker_options,
             )
         )
         engine = RerankEngine(chain, cfg, pipeline=pipeline, metrics=metrics)

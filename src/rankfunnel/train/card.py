@@ -48,28 +48,30 @@ def write_model_card(
     settings: Mapping[str, Any],
     metrics: Mapping[str, Any],
     extra: str = "",
+    domain: str | None = None,
 ) -> Path:
     """Write ``README.md`` (and ``rankfunnel_training.json`` with the same facts) into ``out_dir``.
 
-    The front matter's ``license`` is the licence of the weights, i.e. the base model's (``model_licence``);
-    the training data's terms are stated in the body because they may restrict use of the result.
+    The card is written with huggingface_hub's ``ModelCard`` / ``ModelCardData``. Its front matter's
+    ``license`` is the licence of the weights, i.e. the base model's (``model_licence``); the training data's
+    terms are stated in the body because they may restrict use of the result. ``domain`` (default: the
+    training data's name) is the domain the model was trained for: ``reranker="auto"`` uses a local model
+    only for searches that declare that domain (:func:`rankfunnel.rerank.resolve.resolve_reranker`).
     """
+    from huggingface_hub import ModelCard, ModelCardData
+
     out = Path(out_dir)
     licence = (model_licence or "unknown").lower()
-    front = [
-        "---",
-        f"license: {licence}",
-        f"base_model: {base_model}",
-        "library_name: sentence-transformers",
-        "pipeline_tag: text-ranking",
-        "language:",
-        "- en",
-        "tags:",
-        "- cross-encoder",
-        "- reranker",
-        "- rankfunnel",
-        "---",
-    ]
+    domain = domain or data_name
+    data = ModelCardData(
+        license=licence,
+        base_model=base_model,
+        library_name="sentence-transformers",
+        pipeline_tag="text-ranking",
+        language=["en"],
+        tags=["cross-encoder", "reranker", "rankfunnel"],
+        rankfunnel_domain=domain,
+    )
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in settings.items())
     mrows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items()) or "| (none) | |"
     body = f"""
@@ -86,6 +88,8 @@ scores = model.predict([("query", "document text")])  # sigmoid scores; raw logi
 ```
 
 With rankfunnel: `rankfunnel search INDEX "query" --reranker {out.name}` (any `--reranker DIR` option).
+
+Trained for the domain `{domain}`: `reranker="auto"` uses it only for searches in that domain.
 
 ## Licence
 
@@ -108,12 +112,13 @@ With rankfunnel: `rankfunnel search INDEX "query" --reranker {out.name}` (any `-
 Built with `rankfunnel` on {platform.machine()} ({datetime.now(UTC).strftime("%Y-%m-%d")}).
 """
     path = out / "README.md"
-    path.write_text("\n".join(front) + "\n" + body, encoding="utf-8")
+    ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(path)
     facts = {
         "title": title,
         "base_model": base_model,
         "license": licence,
         "data": data_name,
+        "domain": domain,
         "data_licence": data_licence,
         "settings": dict(settings),
         "metrics": dict(metrics),

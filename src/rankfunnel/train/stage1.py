@@ -22,14 +22,6 @@ from rankfunnel.types import Document, Hit
 log = logging.getLogger(__name__)
 
 
-def _collection_api() -> Any | None:
-    try:
-        from rankfunnel import collection
-    except ImportError:
-        return None
-    return collection
-
-
 def corpus_stage1(
     corpus: Mapping[str, Document],
     *,
@@ -43,19 +35,18 @@ def corpus_stage1(
     An existing, non-empty ``index_dir`` is opened as it is (its embedder is used); otherwise the corpus is
     indexed into ``index_dir`` (created). ``index_dir=None`` keeps the index in memory.
     """
-    api = _collection_api()
-    if api is not None and index_dir is not None:
+    if index_dir is not None:
+        from rankfunnel.collection import open_collection
+
         path = Path(index_dir)
         if path.is_dir() and any(path.iterdir()):
-            coll = api.open_collection(str(path), embedder=embedder)
+            coll = open_collection(str(path), embedder=embedder)
             if len(coll) == 0:
                 raise InvalidInputError(f"Index {path} is empty; delete it or index the corpus into it.")
             return coll, f"rankfunnel LocalCollection at {path} ({len(coll)} docs)"
-        coll = api.open_collection(str(path), embedder=embedder, create=True)
+        coll = open_collection(str(path), embedder=embedder, create=True)
         coll.add(list(corpus.values()), show_progress=show_progress)
         return coll, f"rankfunnel LocalCollection built at {path} ({len(coll)} docs)"
-    if api is None:
-        log.warning("rankfunnel.collection is not available; mining with an in-memory dense + BM25 stage 1.")
     stage1 = MemoryStage1(corpus, embedder, show_progress=show_progress, cache_dir=cache_dir)
     return stage1, f"in-memory exact dense ({getattr(embedder, 'name', 'embedder')}) + bm25s"
 
@@ -141,36 +132,8 @@ class MemoryStage1:
         ]
 
 
-class _MiniEmbedder:
-    """Stand-in for ``rankfunnel.embed.SentenceTransformerEmbedder`` when the storage package is absent."""
-
-    def __init__(self, model: str, device: str | None = None) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        from rankfunnel.models import resolve_model
-
-        self.name = model
-        self._model = SentenceTransformer(resolve_model(model), device=device or "cpu")
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
-
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
-    ) -> np.ndarray:
-        return np.asarray(
-            self._model.encode(
-                list(texts),
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                show_progress_bar=bool(show_progress),
-            ),
-            dtype=np.float32,
-        )
-
-
 def default_embedder(model: str, device: str | None = None) -> Any:
-    """The project's embedder for ``model`` (``rankfunnel.embed``), or a minimal stand-in without storage."""
-    try:
-        from rankfunnel.embed import SentenceTransformerEmbedder
-    except ImportError:
-        return _MiniEmbedder(model, device)
+    """The project's embedder for ``model`` (:class:`rankfunnel.embed.SentenceTransformerEmbedder`)."""
+    from rankfunnel.embed import SentenceTransformerEmbedder
+
     return SentenceTransformerEmbedder(model, device=device)
