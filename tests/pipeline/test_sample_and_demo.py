@@ -14,13 +14,34 @@ from rankfunnel.pipeline import Pipeline
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_offline_and_sample_queries_find_their_documents(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], minilm_embedder
-) -> None:
+def _demo():
     spec = importlib.util.spec_from_file_location("rankfunnel_demo", ROOT / "examples" / "demo.py")
     assert spec is not None and spec.loader is not None
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
+    return demo
+
+
+def test_demo_offline_shows_the_resolvers_choice_and_labels_the_mechanics_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], minilm_embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rankfunnel.rerank import resolve
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(resolve, "model_on_disk", lambda name: False)  # a fresh machine: nothing cached
+    demo = _demo()
+    assert demo.main(["--out", str(tmp_path), "--top-k", "10", "--top-n", "3"], embedder=minilm_embedder) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Resolver (reranker='auto'):" in out and "make reranker" in out and "stage 1 only" in out
+    assert "Top hit judged relevant (stage 1 only)" in out
+    assert "MECHANICS ONLY" in out and "no quality figure" in out
+    assert "after reranking" not in out  # the untrained head never gets a quality figure
+
+
+def test_demo_runs_offline_and_sample_queries_find_their_documents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], minilm_embedder
+) -> None:
+    demo = _demo()
     args = ["--out", str(tmp_path), "--reranker", "fake", "--top-k", "10", "--top-n", "3"]
     assert demo.main(args, embedder=minilm_embedder) == 0
     out = capsys.readouterr().out
