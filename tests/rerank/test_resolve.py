@@ -28,14 +28,14 @@ def _on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resolve, "choose_device", lambda device=None: "cuda")
 
 
-def _trained(folder: Path, domain: str, after: float = 0.70, before: float = 0.65) -> Path:
+def _trained(folder: Path, domain: str | None, after: float = 0.70, before: float = 0.65) -> Path:
     from rankfunnel.train.card import write_model_card
 
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     write_model_card(
-        folder, title="t", base_model="b", model_licence="apache-2.0", data_name=domain, data_licence="x",
-        summary="s", settings={}, metrics={"ndcg@10": after, "base_ndcg@10": before},
+        folder, title="t", base_model="b", model_licence="apache-2.0", data_name="some data", data_licence="x",
+        summary="s", settings={}, metrics={"ndcg@10": after, "base_ndcg@10": before}, domain=domain,
     )
     return folder
 
@@ -98,6 +98,9 @@ def test_auto_uses_a_trained_model_only_for_its_declared_domain(tmp_path: Path, 
     offline = resolve_reranker("auto", device="cpu", offline=True, trained=trained, domain="nfcorpus")
     assert offline.spec is None and "scifact" in offline.reason
     assert resolve_reranker(str(trained)).spec == str(trained)  # named: always used
+    undeclared = _trained(tmp_path / "distilled", None)  # e.g. `rankfunnel distil` without --domain
+    res = resolve_reranker("auto", device="cpu", offline=False, trained=undeclared, domain="some data")
+    assert res.spec == DEFAULT_CPU_RERANKER and "'unknown'" in res.reason
 
 
 def test_auto_skips_a_trained_model_that_lost_to_stage_1(tmp_path: Path, monkeypatch) -> None:

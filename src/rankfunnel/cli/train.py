@@ -138,6 +138,13 @@ def train_cmd(
     data_licence: Annotated[
         str | None, typer.Option("--data-licence", help="Licence of the data, for the card.")
     ] = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(
+            "--domain", help="Domain the model card declares (default: the dataset's name); reranker=auto "
+            "uses the model only for searches of that domain."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Fine-tune a cross-encoder reranker on labelled queries (hard negatives mined by stage 1).
@@ -171,6 +178,7 @@ def train_cmd(
         seed=seed,
         device=device,
         data_licence=data_licence,
+        domain=domain,
     )
     data = load_labelled(dataset, split)
     console.print(f"{data.name}/{split}: {len(data.queries)} queries, {len(data.corpus)} documents")
@@ -266,6 +274,13 @@ def distil_cmd(
     device: Annotated[str | None, typer.Option("--device")] = None,
     threads: Annotated[int | None, typer.Option("--threads")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    domain: Annotated[
+        str | None,
+        typer.Option(
+            "--domain", help="Domain the student's model card declares (default: none, so reranker=auto never "
+            "picks it; name the folder to use it)."
+        ),
+    ] = None,
 ) -> None:
     """Distil a teacher reranker into a small cross-encoder on stage-1 candidates of unlabelled queries.
 
@@ -295,6 +310,7 @@ def distil_cmd(
         max_steps=max_steps,
         seed=seed,
         device=device,
+        domain=domain,
     )
     texts = read_query_file(queries)
     stage1 = _distil_stage1(index_dir, dataset, embedder, device, progress)

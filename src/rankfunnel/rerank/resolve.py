@@ -133,8 +133,8 @@ def model_on_disk(name: str) -> bool:
 def card_domain(folder: str | Path) -> str | None:
     """The domain a locally trained model declares, or None.
 
-    ``rankfunnel_domain`` in its model card, else ``domain`` (or the training ``data``) in
-    ``rankfunnel_training.json``.
+    ``rankfunnel_domain`` in its model card, else ``domain`` in ``rankfunnel_training.json`` (written by
+    ``rankfunnel train``/``distil``). A model that declares none is never picked by ``auto``.
     """
     card = read_model_card(str(folder))
     if card is not None:
@@ -146,7 +146,7 @@ def card_domain(folder: str | Path) -> str | None:
         facts = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    value = facts.get("domain") or facts.get("data") if isinstance(facts, dict) else None
+    value = facts.get("domain") if isinstance(facts, dict) else None
     return str(value) if value else None
 
 

@@ -54,15 +54,14 @@ def write_model_card(
 
     The card is written with huggingface_hub's ``ModelCard`` / ``ModelCardData``. Its front matter's
     ``license`` is the licence of the weights, i.e. the base model's (``model_licence``); the training data's
-    terms are stated in the body because they may restrict use of the result. ``domain`` (default: the
-    training data's name) is the domain the model was trained for: ``reranker="auto"`` uses a local model
-    only for searches that declare that domain (:func:`rankfunnel.rerank.resolve.resolve_reranker`).
+    terms are stated in the body because they may restrict use of the result. ``domain`` is the domain the
+    model was trained for (None: none declared): ``reranker="auto"`` uses a local model only for searches
+    that declare that domain (:func:`rankfunnel.rerank.resolve.resolve_reranker`).
     """
     from huggingface_hub import ModelCard, ModelCardData
 
     out = Path(out_dir)
     licence = (model_licence or "unknown").lower()
-    domain = domain or data_name
     data = ModelCardData(
         license=licence,
         base_model=base_model,
@@ -70,7 +69,13 @@ def write_model_card(
         pipeline_tag="text-ranking",
         language=["en"],
         tags=["cross-encoder", "reranker", "rankfunnel"],
-        rankfunnel_domain=domain,
+    )
+    if domain:  # a custom front-matter key; ModelCardData keeps unknown keys
+        data.rankfunnel_domain = domain  # type: ignore[attr-defined]
+    domain_line = (
+        f"Trained for the domain `{domain}`: `reranker='auto'` uses it only for searches in that domain."
+        if domain
+        else "No domain declared: `reranker='auto'` never picks it; name the folder to use it."
     )
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in settings.items())
     mrows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items()) or "| (none) | |"
@@ -89,7 +94,7 @@ scores = model.predict([("query", "document text")])  # sigmoid scores; raw logi
 
 With rankfunnel: `rankfunnel search INDEX "query" --reranker {out.name}` (any `--reranker DIR` option).
 
-Trained for the domain `{domain}`: `reranker="auto"` uses it only for searches in that domain.
+{domain_line}
 
 ## Licence
 

@@ -37,6 +37,8 @@ class DistilConfig:
             plateau at encoder learning rates (docs/training.md); 1e-3 gets it moving.
         held_out: Fraction of queries kept to measure student-teacher agreement.
         teacher_batch_size: Pairs per teacher ``predict`` call.
+        domain: The domain the model card declares (``reranker="auto"`` uses the model only for searches of
+            that domain); ``None`` declares none, so only naming the folder uses it.
     """
 
     base: str = DEFAULT_EMBEDDER
@@ -56,6 +58,7 @@ class DistilConfig:
     seed: int = 42
     device: str | None = None
     teacher_batch_size: int = 32
+    domain: str | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in ("mse", "listwise"):
@@ -198,6 +201,7 @@ def distil_reranker(
         base_model=config.base,
         model_licence=base_licence(config.base),
         data_name=f"{len(queries)} unlabelled queries with stage-1 candidates",
+        domain=config.domain,
         data_licence="the licences of the query file, the indexed corpus and the teacher's outputs apply",
         summary=(
             f"A student cross-encoder trained to reproduce the scores of `{teacher_name}` on the top "

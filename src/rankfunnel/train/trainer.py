@@ -63,6 +63,8 @@ class TrainConfig:
         seed: Seed of the split, the negative sampling and the trainer.
         device: ``cpu``, ``cuda``, ... (``None``: the trainer's choice).
         data_licence: Licence of the training data, stated in the model card.
+        domain: The domain the model card declares (default: the dataset's name); ``reranker="auto"`` uses the
+            model only for searches of that domain.
     """
 
     base: str = DEFAULT_EMBEDDER
@@ -85,6 +87,7 @@ class TrainConfig:
     seed: int = 42
     device: str | None = None
     data_licence: str | None = None
+    domain: str | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -289,6 +292,7 @@ def train_reranker(
         base_model=config.base,
         model_licence=base_licence(config.base),
         data_name=f"{data.name} ({data.split} split)",
+        domain=config.domain or data.name,
         data_licence=data_licence_note(data.name, config.data_licence),
         summary=(
             f"A BERT-style cross-encoder (one relevance logit) fine-tuned from `{config.base}` on "
