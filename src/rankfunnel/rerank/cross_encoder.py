@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from rankfunnel.errors import InvalidInputError, RankfunnelError, RerankerUnavailableError
+from rankfunnel.errors import InvalidInputError, ModelNotFoundError, RankfunnelError, RerankerUnavailableError
 from rankfunnel.models import choose_device, choose_dtype, resolve_model, warn_if_non_commercial
 from rankfunnel.rerank.base import BaseReranker, Calibration, check_pairs
 
@@ -20,6 +20,10 @@ ZERANK_TEMPERATURE = 5.0
 
 def unavailable(name: str, exc: BaseException) -> RerankerUnavailableError:
     """A :class:`RerankerUnavailableError` that says which model, why, and how to fix it."""
+    if isinstance(exc, ModelNotFoundError):  # its message already says what is missing and how to fix it
+        return RerankerUnavailableError(
+            f"Reranker {name!r} could not be loaded: {str(exc).rstrip('.')} (--reranker none skips reranking)."
+        )
     cause = f"{type(exc).__name__}: {exc}".strip()
     if len(cause) > 400:
         cause = cause[:400] + "..."
