@@ -45,6 +45,9 @@ def test_distil_with_fake_teacher_end_to_end(tiny_stage1, tiny_bert_ce_path, tmp
     assert student.model.config.num_hidden_layers == 1
     card = (tmp_path / "student" / "README.md").read_text(encoding="utf-8")
     assert "distilled from fake" in card and "MSELoss" in card
+    from rankfunnel.rerank.resolve import card_domain
+
+    assert card_domain(tmp_path / "student") is None  # no --domain: reranker=auto never picks a distilled model
 
 
 def test_distil_cli_listwise(tiny_beir, tiny_bert_ce_path, tmp_path, monkeypatch):

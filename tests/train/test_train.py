@@ -75,6 +75,9 @@ def test_train_cli_writes_loadable_cross_encoder_with_card(
     assert "MultipleNegativesRankingLoss" in card  # the default loss
     facts = json.loads((out / "rankfunnel_training.json").read_text(encoding="utf-8"))
     assert facts["settings"]["steps done"] == 4
+    from rankfunnel.rerank.resolve import card_domain
+
+    assert facts["domain"] == card_domain(out) == tiny_beir.name  # auto may use it for this dataset's domain
 
     pairs = [("what is the cancer patient", "the cancer study of patient treatment risk cancer")] * 2
     trained = CrossEncoder(str(out), device="cpu").predict(pairs)
