@@ -200,7 +200,7 @@ def test_index_folder_with_hnsw_and_upsert(tmp_path: Path) -> None:
     assert hit["id"] == "a.md" and hit["title"] == "Refund policy" and "60 days" in hit["text"]
 
 
-@pytest.mark.parametrize("command", ["search", "rerank", "eval", "bench", "calibrate", "serve"])
+@pytest.mark.parametrize("command", ["search", "rerank", "eval", "bench", "calibrate", "serve", "distil"])
 def test_every_reranking_command_documents_the_remote_key_and_route(command: str) -> None:
     res = run(command, "--help", env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output

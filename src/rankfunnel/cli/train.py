@@ -10,8 +10,9 @@ from typing import Annotated, Any, cast
 import typer
 from rich.console import Console
 
-from rankfunnel.cli import app
+from rankfunnel.cli import _reranker, app
 from rankfunnel.cli._errors import handle_errors
+from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_EMBEDDER
 
@@ -221,13 +222,10 @@ def _report(result: Any, as_json: bool, **facts: Any) -> None:
         console.print(f"  {k}: {v:.4f}")
 
 
-def _teacher(spec: str, device: str | None) -> Any:
-    from rankfunnel.rerank import load_reranker
-
-    teacher = load_reranker(spec, device=device)
-    if teacher is None:
+def _teacher(spec: str, device: str | None, **options: Any) -> Any:
+    if spec.strip().lower() in {"", "none", "off"}:
         raise InvalidInputError("--teacher none has no scores to learn from; name a reranker model.")
-    return teacher
+    return _reranker.load(spec, device=device, required=True, **options).model
 
 
 @app.command("distil")
@@ -274,6 +272,9 @@ def distil_cmd(
     device: Annotated[str | None, typer.Option("--device")] = None,
     threads: Annotated[int | None, typer.Option("--threads")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    reranker_api_key: RerankerApiKeyOpt = None,
+    cpu_route: CpuRouteOpt = "auto",
+    offline: OfflineOpt = False,
     domain: Annotated[
         str | None,
         typer.Option(
@@ -314,7 +315,7 @@ def distil_cmd(
     )
     texts = read_query_file(queries)
     stage1 = _distil_stage1(index_dir, dataset, embedder, device, progress)
-    teacher_model = _teacher(teacher, device)
+    teacher_model = _teacher(teacher, device, offline=offline, api_key=reranker_api_key, route=cpu_route)
     result = distil_reranker(
         teacher_model, texts, stage1, out, config, teacher_name=teacher, show_progress=progress
     )
