@@ -1,21 +1,24 @@
 """The two-stage pipeline: stage-1 retrieval from a collection, then an optional cross-encoder rerank.
 
-A reranker that fails while scoring never breaks a search: the stage-1 hits come back with
-``reranked=False`` and ``reason`` naming the error (fail-open), and nothing pretends to be reranked.
+Stage 2 (reranking policy) is :class:`rankfunnel.rerank.stage2.Stage2`, shared with the service. A reranker
+that fails while scoring never breaks a search: the stage-1 hits come back with ``reranked=False`` and
+``reason`` naming the error (fail-open), and nothing pretends to be reranked.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rankfunnel import defaults
+from rankfunnel.errors import InvalidInputError
 from rankfunnel.protocols import Collection, Filter
+from rankfunnel.rerank.cache import ScoreCache
 from rankfunnel.rerank.resolve import apply_stored_calibration, load_reranker_or_reason
+from rankfunnel.rerank.stage2 import Stage2
 from rankfunnel.types import Hit, SearchResult
 from rankfunnel.validate import check_count, check_queries, check_retriever
 
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """Retrieve ``top_k`` candidates from a collection, rerank them, return the best ``top_n``.
 
+    Everything after stage 1 is :class:`~rankfunnel.rerank.stage2.Stage2` (the same object the service
+    uses): the reranker and its fallbacks, deadlines, the score cache, ``rerank="auto"``, circuit breakers,
+    fail-open and output checks.
+
     Args:
         collection: stage 1 (e.g. :class:`rankfunnel.collection.LocalCollection`).
         reranker: stage 2; ``None`` returns stage-1 results (``reranked=False``).
@@ -36,6 +43,13 @@ class Pipeline:
         top_k: default number of stage-1 candidates handed to the reranker.
         top_n: default number of hits returned.
         reason: why there is no reranker (shown in results); set by :meth:`from_dir` when loading failed.
+        fallbacks: rerankers tried in order when the previous one fails or times out.
+        cache: a :class:`~rankfunnel.rerank.cache.ScoreCache`, or a path for a persistent SQLite one.
+        deadline_ms: default deadline of a whole search (stage 1 and stage 2); None: none.
+        attempt_timeout_ms: time one reranker of the chain may take before the next is tried.
+        fail_open: on reranker failure return stage-1 order with a reason; False raises instead.
+        auto_margin: ``rerank="auto"`` skips stage 2 when stage-1 top-1 leads top-2 by this much.
+        stage2: a ready :class:`~rankfunnel.rerank.stage2.Stage2` (then the options above are not used).
 
     Examples:
         >>> from rankfunnel.pipeline import Pipeline  # doctest: +SKIP
@@ -50,35 +64,64 @@ class Pipeline:
         collection: Collection,
         reranker: BaseReranker | None = None,
         *,
-        retriever: str = "hybrid",
-        top_k: int = 100,
-        top_n: int = 10,
+        retriever: str = defaults.RETRIEVER,
+        top_k: int = defaults.TOP_K,
+        top_n: int = defaults.TOP_N,
         reason: str | None = None,
+        fallbacks: Sequence[BaseReranker] = (),
+        cache: ScoreCache | str | Path | None = None,
+        deadline_ms: float | None = None,
+        attempt_timeout_ms: float | None = None,
+        fail_open: bool = defaults.FAIL_OPEN,
+        auto_margin: float = defaults.AUTO_MARGIN,
+        stage2: Stage2 | None = None,
     ) -> None:
         self.collection = collection
-        self.reranker = reranker
         self.retriever = check_retriever(retriever)
         self.top_k = check_count(top_k, field="top_k")
         self.top_n = check_count(top_n, field="top_n")
-        self.reason = reason
+        if stage2 is None:
+            stage2 = Stage2(
+                reranker,
+                fallbacks=fallbacks,
+                cache=open_cache(cache),
+                deadline_ms=deadline_ms,
+                attempt_timeout_ms=attempt_timeout_ms,
+                fail_open=fail_open,
+                auto_margin=auto_margin,
+                reason=reason,
+            )
+        self.stage2 = stage2
+
+    @property
+    def reranker(self) -> BaseReranker | None:
+        """The primary reranker (None: stage 1 only)."""
+        return self.stage2.chain[0] if self.stage2.chain else None
+
+    @property
+    def reason(self) -> str | None:
+        """Why there is no reranker, when there is none."""
+        return self.stage2.reason
 
     @classmethod
     def from_dir(
         cls,
         index_dir: str | Path,
-        reranker: str | BaseReranker | None = "auto",
+        reranker: str | BaseReranker | None = defaults.RERANKER,
         *,
         embedder: Embedder | None = None,
         backend: str = "auto",
         device: str | None = None,
-        retriever: str = "hybrid",
-        top_k: int = 100,
-        top_n: int = 10,
+        retriever: str = defaults.RETRIEVER,
+        top_k: int = defaults.TOP_K,
+        top_n: int = defaults.TOP_N,
         collection_options: dict[str, Any] | None = None,
         offline: bool | None = None,
         trained: str | Path | None = None,
         domain: str | None = None,
         reranker_options: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str | BaseReranker] = (),
+        **stage2_options: Any,
     ) -> Pipeline:
         """Open an index directory and load a reranker by name; stage 1 only if there is none to load.
 
@@ -101,6 +144,10 @@ class Pipeline:
             trained: a locally trained model folder ``auto`` may use for ``domain`` (its card's domain).
             domain: the domain of these searches (e.g. a dataset name).
             reranker_options: more :func:`rankfunnel.rerank.load_reranker` options (``route``, ``api_key``...).
+            fallbacks: rerankers (names or objects) tried when the previous one fails; one that cannot be
+                loaded is left out with a warning.
+            stage2_options: ``cache``, ``deadline_ms``, ``attempt_timeout_ms``, ``fail_open``,
+                ``auto_margin`` (see :class:`Pipeline`).
 
         Examples:
             >>> pipe = Pipeline.from_dir("out/idx", reranker="none")  # doctest: +SKIP
@@ -117,7 +164,13 @@ class Pipeline:
         )
         if model is not None and isinstance(reranker, str):  # objects keep the calibration they were given
             apply_stored_calibration(model, index_dir)
-        return cls(collection, model, retriever=retriever, top_k=top_k, top_n=top_n, reason=reason)
+        chain = load_fallbacks(
+            fallbacks, device=device, index_dir=index_dir, offline=offline, **dict(reranker_options or {})
+        )
+        return cls(
+            collection, model, retriever=retriever, top_k=top_k, top_n=top_n, reason=reason,
+            fallbacks=chain, **stage2_options,
+        )
 
     # -- searching ------------------------------------------------------------------------------------------
     def search(
@@ -128,7 +181,8 @@ class Pipeline:
         top_n: int | None = None,
         retriever: str | None = None,
         filter: Filter | None = None,
-        rerank: bool = True,
+        rerank: bool | str = defaults.RERANK,
+        deadline_ms: float | None = None,
     ) -> SearchResult:
         """Search one query: stage-1 ``top_k`` candidates, reranked, best ``top_n`` returned.
 
@@ -140,7 +194,8 @@ class Pipeline:
             ('code-03', True)
         """
         return self.search_many(
-            [query], top_k=top_k, top_n=top_n, retriever=retriever, filter=filter, rerank=rerank
+            [query], top_k=top_k, top_n=top_n, retriever=retriever, filter=filter, rerank=rerank,
+            deadline_ms=deadline_ms,
         )[0]
 
     def search_many(
@@ -151,67 +206,49 @@ class Pipeline:
         top_n: int | None = None,
         retriever: str | None = None,
         filter: Filter | None = None,
-        rerank: bool = True,
+        rerank: bool | str = defaults.RERANK,
+        deadline_ms: float | None = None,
     ) -> list[SearchResult]:
-        """Search several queries: one batched stage-1 encoding and one ``rerank_many`` over all pairs.
+        """Search several queries: one batched stage-1 encoding and one stage-2 scoring call over all pairs.
 
         The results equal those of :meth:`search` called per query. Each result's ``timings_ms`` are those
-        of the whole batch (with ``batch_queries`` giving its size).
+        of the whole batch (with ``batch_queries`` giving its size). ``rerank`` is True, False or ``"auto"``
+        (skip stage 2 per query when stage 1 is confident). ``deadline_ms`` (capped by the pipeline's own)
+        covers the whole call, stage 1 included: stage 2 gets what stage 1 left.
 
         Examples:
             >>> [r.hits[0].id for r in pipe.search_many(["q1", "q2"])]  # doctest: +SKIP
             ['d7', 'd2']
         """
+        t0 = time.perf_counter()
+        deadline = self.stage2.deadline(deadline_ms)
         queries = check_queries(queries)
         if not queries:
             return []
         k = check_count(top_k if top_k is not None else self.top_k, field="top_k")
         n = check_count(top_n if top_n is not None else self.top_n, field="top_n")
         ret = check_retriever(retriever if retriever is not None else self.retriever)
+        if rerank not in (True, False, "auto"):
+            raise InvalidInputError(f'rerank must be True, False or "auto", got {rerank!r}.')
 
-        t0 = time.perf_counter()
         candidates = self._stage1(queries, k, ret, filter)
         t1 = time.perf_counter()
-        reranker_name = getattr(self.reranker, "name", None) if self.reranker is not None else None
-
-        reason: str | None = None
-        ranked: dict[int, list[Hit]] = {}  # query index -> reranked hits (only queries that were reranked)
-        todo = [i for i, c in enumerate(candidates) if c]
-        attempted = False
-        if not rerank:
-            reason = "reranking switched off for this search (rerank=False)"
-        elif self.reranker is None:
-            reason = self.reason or "no reranker configured: stage-1 results"
-        elif todo:
-            attempted = True
-            out, reason = self._rerank([queries[i] for i in todo], [candidates[i] for i in todo], n)
-            if out is not None:
-                ranked = dict(zip(todo, out, strict=True))
+        out = self.stage2.run(queries, candidates, n, deadline=deadline, rerank=rerank)
         t2 = time.perf_counter()
-
-        timings = {
-            "stage1_ms": (t1 - t0) * 1e3,
-            "rerank_ms": (t2 - t1) * 1e3 if attempted else 0.0,
-            "total_ms": (t2 - t0) * 1e3,
-        }
-        if len(queries) > 1:
-            timings["batch_queries"] = float(len(queries))
         results = []
-        for i, q in enumerate(queries):
-            done = i in ranked
-            hits = tuple(ranked[i]) if done else tuple(_stage1_only(candidates[i][:n]))
-            why = None if done else reason
-            if not done and not candidates[i] and rerank and self.reranker is not None:
-                why = "stage 1 returned no candidates"
+        for q, r in zip(queries, out, strict=True):
+            timings = {"stage1_ms": (t1 - t0) * 1e3, **r.timings_ms, "total_ms": (t2 - t0) * 1e3}
+            if len(queries) > 1:
+                timings["batch_queries"] = float(len(queries))
             results.append(
                 SearchResult(
                     query=q,
-                    hits=hits,
-                    reranked=done,
+                    hits=r.hits,
+                    reranked=r.reranked,
                     retriever=ret,
-                    reranker=reranker_name,
-                    reason=why,
-                    timings_ms=dict(timings),
+                    reranker=r.model,
+                    reason=r.reason,
+                    timings_ms=timings,
                 )
             )
         return results
@@ -220,42 +257,32 @@ class Pipeline:
         out = self.collection.search_many(queries, k=k, retriever=retriever, filter=filter)
         return [list(h) for h in out]
 
-    def _rerank(
-        self, queries: list[str], candidates: list[list[Hit]], n: int
-    ) -> tuple[list[list[Hit]] | None, str | None]:
-        """Rerank all queries at once; on any failure return (None, reason) so that callers fail open."""
-        assert self.reranker is not None
-        name = getattr(self.reranker, "name", type(self.reranker).__name__)
-        try:
-            ranked = self.reranker.rerank_many(queries, candidates, n)
-        except Exception as exc:  # noqa: BLE001 - fail open: any scoring failure gives stage-1 results
-            reason = f"reranker {name!r} failed ({type(exc).__name__}: {exc}); showing stage-1 results"
-            log.warning(reason)
-            return None, reason
-        problem = _check_reranked(candidates, ranked, n)
-        if problem:
-            reason = f"reranker {name!r} returned unusable output ({problem}); showing stage-1 results"
-            log.warning(reason)
-            return None, reason
-        return ranked, None
+
+def open_cache(cache: ScoreCache | str | Path | None) -> ScoreCache | None:
+    """A score cache from a :class:`ScoreCache` (returned as is), a SQLite path, or None (no cache)."""
+    if cache is None or isinstance(cache, ScoreCache):
+        return cache
+    return ScoreCache(maxsize=defaults.CACHE_SIZE, ttl_s=defaults.CACHE_TTL_S, path=cache)
 
 
-def _stage1_only(hits: Sequence[Hit]) -> list[Hit]:
-    """Stage-1 hits as final hits: rank and score are the stage-1 ones, no rerank score."""
-    return [replace(h, rank=h.stage1_rank, score=h.stage1_score, rerank_score=None) for h in hits]
+def load_fallbacks(
+    specs: Sequence[str | BaseReranker],
+    *,
+    device: str | None = None,
+    index_dir: str | Path | None = None,
+    **load_options: Any,
+) -> list[BaseReranker]:
+    """Load a fallback chain; a member that cannot be loaded is left out with a warning (never raises).
 
-
-def _check_reranked(candidates: list[list[Hit]], ranked: list[list[Hit]], n: int) -> str | None:
-    """Catch a reranker that would make us pretend: wrong counts, unknown ids or non-finite scores."""
-    if len(ranked) != len(candidates):
-        return f"{len(ranked)} result lists for {len(candidates)} queries"
-    for cand, out in zip(candidates, ranked, strict=True):
-        if len(out) != min(n, len(cand)):
-            return f"{len(out)} hits where {min(n, len(cand))} were expected"
-        ids = {h.id for h in cand}
-        for h in out:
-            if h.id not in ids:
-                return f"hit {h.id!r} was not a stage-1 candidate"
-            if h.rerank_score is None or not math.isfinite(h.rerank_score) or not math.isfinite(h.score):
-                return f"non-finite score for {h.id!r}"
-    return None
+    ``load_options`` go to :func:`rankfunnel.rerank.resolve.load_reranker_or_reason` (``offline``, ``route``,
+    ``api_key``...).
+    """
+    chain: list[BaseReranker] = []
+    for spec in specs:
+        model, _why = load_reranker_or_reason(spec, device=device, **load_options)
+        if model is None:
+            continue  # load_reranker_or_reason warned already (or the spec was "none")
+        if isinstance(spec, str) and index_dir is not None:
+            apply_stored_calibration(model, index_dir)
+        chain.append(model)
+    return chain

@@ -52,7 +52,7 @@ def test_search_reranks_and_keeps_every_field(collection, retriever: str) -> Non
 def test_rerank_false_and_no_reranker_give_stage1(collection) -> None:
     stage1 = collection.search("floor price exception", k=6)
     for pipe, kwargs, needle in [
-        (Pipeline(collection, FakeReranker()), {"rerank": False}, "rerank=False"),
+        (Pipeline(collection, FakeReranker()), {"rerank": False}, "rerank=false"),
         (Pipeline(collection, None), {}, "no reranker"),
     ]:
         res = pipe.search("floor price exception", top_k=6, top_n=4, **kwargs)

@@ -11,10 +11,10 @@ import pytest
 from svc_helpers import served
 
 from rankfunnel.errors import InvalidInputError, OverloadedError
+from rankfunnel.rerank.cache import ScoreCache, cache_key
 from rankfunnel.rerank.fake import FakeReranker
 from rankfunnel.service import ServiceConfig
 from rankfunnel.service.batcher import MicroBatcher
-from rankfunnel.service.cache import ScoreCache, cache_key
 from rankfunnel.service.engine import WARMUP_PAIRS
 
 WORDS = [

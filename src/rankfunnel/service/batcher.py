@@ -25,12 +25,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import numpy as np
 
 from rankfunnel.errors import OverloadedError, RerankerUnavailableError
 from rankfunnel.protocols import Reranker
+from rankfunnel.rerank.stage2 import accepts_timeout
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class _Item:
     future: asyncio.Future[np.ndarray]
     enqueued: float = field(default_factory=time.perf_counter)
     taken: bool = False
+    deadline: float | None = None  # time.monotonic() after which the request no longer waits
 
 
 BatchObserver = Callable[[int, int, float], None]
@@ -127,6 +130,8 @@ class MicroBatcher:
         self._closed = True
         self._pairs_per_s = 0.0  # exponentially weighted throughput, for Retry-After
         self._call_s = 0.0  # exponentially weighted duration of one model call, for the "auto" queue bound
+        self._takes_timeout = accepts_timeout(reranker)
+        self._predict_fn: Callable[..., np.ndarray] = reranker.predict
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -191,8 +196,12 @@ class MicroBatcher:
         return float(max(1, math.ceil((self._pending_pairs + self._busy_pairs) / self._pairs_per_s)))
 
     # -- scoring --------------------------------------------------------------------------------------------
-    async def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    async def predict(self, pairs: Sequence[tuple[str, str]], *, timeout_s: float | None = None) -> np.ndarray:
         """Raw scores for ``pairs``, scored together with other requests' pairs.
+
+        ``timeout_s`` is the time this request has left: a reranker whose ``predict`` takes ``timeout=``
+        (the remote one) gets the latest deadline of the requests in its batch, so it never retries or
+        sleeps (``Retry-After``) for requests that have all given up.
 
         Raises:
             OverloadedError: the queue is full (or the batcher is stopped).
@@ -225,7 +234,12 @@ class MicroBatcher:
                     wait,
                 )
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        item = _Item(pairs=pairs, tokens=estimate_tokens(pairs), future=fut)
+        item = _Item(
+            pairs=pairs,
+            tokens=estimate_tokens(pairs),
+            future=fut,
+            deadline=None if timeout_s is None else time.monotonic() + timeout_s,
+        )
         self._queue.append(item)
         self._pending_pairs += n
         self._wakeup.set()
@@ -295,8 +309,11 @@ class MicroBatcher:
         batch = [item for item in batch if not item.future.done()]  # cancelled at their deadline meanwhile
         if not batch:
             return
+        left: float | None = None  # the latest deadline in the batch bounds a reranker that takes timeout=
+        if self._takes_timeout and all(item.deadline is not None for item in batch):
+            left = max(item.deadline or 0.0 for item in batch) - time.monotonic()
         try:
-            raw = await self._call(loop, [p for item in batch for p in item.pairs], len(batch))
+            raw = await self._call(loop, [p for item in batch for p in item.pairs], len(batch), left)
         except Exception as exc:  # noqa: BLE001 - split, or hand to the request, which decides (fail open/closed)
             if len(batch) == 1 or isinstance(exc, _NOT_INPUT_ERRORS):
                 for item in batch:
@@ -323,14 +340,23 @@ class MicroBatcher:
                 item.future.set_result(part)
 
     async def _call(
-        self, loop: asyncio.AbstractEventLoop, all_pairs: list[tuple[str, str]], requests: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        all_pairs: list[tuple[str, str]],
+        requests: int,
+        timeout_s: float | None = None,
     ) -> np.ndarray:
         """One model call in the model thread; checks the output and updates the throughput estimates."""
         assert self._executor is not None
         self._busy_pairs = len(all_pairs)
         t0 = time.perf_counter()
         try:
-            raw = await loop.run_in_executor(self._executor, self.reranker.predict, all_pairs)
+            if timeout_s is not None:
+                raw = await loop.run_in_executor(
+                    self._executor, partial(self._predict_fn, all_pairs, timeout=max(timeout_s, 0.001))
+                )
+            else:
+                raw = await loop.run_in_executor(self._executor, self.reranker.predict, all_pairs)
             raw = np.asarray(raw, dtype=np.float32).reshape(-1)
             if raw.shape[0] != len(all_pairs):
                 raise RerankerUnavailableError(

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rankfunnel import defaults
 from rankfunnel.errors import InvalidInputError
 
 
@@ -86,6 +87,9 @@ class ServiceConfig:
             (``None``: the whole remaining deadline).
         auto_margin: ``rerank: "auto"`` skips stage 2 when stage-1 top-1 beats top-2 by at least this much
             (in stage-1 score units: cosine for dense, RRF score for hybrid, BM25 for bm25).
+        breaker_failures: Consecutive failures of one reranker that open its circuit breaker (its calls are
+            then refused at once, the next of the chain answers) until a probe succeeds.
+        breaker_cooldown_s: Seconds an open circuit breaker waits before letting one probe call through.
         cache_size: Entries of the in-memory LRU score cache (0 disables caching).
         cache_ttl_s: Seconds a cached score stays valid.
         cache_path: Optional SQLite file for a persistent cache shared across restarts.
@@ -107,11 +111,13 @@ class ServiceConfig:
     max_queue_wait_ms: float | Literal["auto"] | None = "auto"
     max_inflight: int | Literal["auto"] = "auto"
     deadline_ms: float = 10_000.0
-    fail_open: bool = True
+    fail_open: bool = defaults.FAIL_OPEN
     attempt_timeout_ms: float | None = None
-    auto_margin: float = 0.1
-    cache_size: int = 100_000
-    cache_ttl_s: float = 3_600.0
+    auto_margin: float = defaults.AUTO_MARGIN
+    breaker_failures: int = defaults.BREAKER_FAILURES
+    breaker_cooldown_s: float = defaults.BREAKER_COOLDOWN_S
+    cache_size: int = defaults.CACHE_SIZE
+    cache_ttl_s: float = defaults.CACHE_TTL_S
     cache_path: str | None = None
     api_keys: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
@@ -128,6 +134,15 @@ class ServiceConfig:
             _positive("max_queue_wait_ms", self.max_queue_wait_ms)
         _positive("deadline_ms", self.deadline_ms)
         _positive("cache_ttl_s", self.cache_ttl_s)
+        _positive("breaker_failures", self.breaker_failures, integer=True)
+        if not (
+            isinstance(self.breaker_cooldown_s, (int, float))
+            and math.isfinite(self.breaker_cooldown_s)
+            and self.breaker_cooldown_s >= 0
+        ):
+            raise InvalidInputError(
+                f"breaker_cooldown_s must be a finite number >= 0, got {self.breaker_cooldown_s!r}."
+            )
         if self.attempt_timeout_ms is not None:
             _positive("attempt_timeout_ms", self.attempt_timeout_ms)
         if not (isinstance(self.max_wait_ms, (int, float)) and 0 <= self.max_wait_ms < 10_000):

@@ -1,13 +1,14 @@
-"""The service's library core: cached, batched, deadline-bound reranking with a fallback chain.
+"""The service's serving core: cross-request batching around the library's one stage-2 policy.
 
 :class:`RerankEngine` owns one :class:`~rankfunnel.service.batcher.MicroBatcher` per reranker of the chain
-(one model worker per device), the :class:`~rankfunnel.service.cache.ScoreCache`, and the stage-1 side
-(a :class:`~rankfunnel.pipeline.Pipeline` run in one collection thread). Routes only translate HTTP shapes.
+(one model worker per device) and the stage-1 side (a :class:`~rankfunnel.pipeline.Pipeline` run in one
+collection thread). Everything about reranking itself (fallback chain, deadlines, score cache, ``rerank:
+"auto"``, circuit breakers, fail-open / fail-closed, calibration, output checks) is the library's
+:class:`~rankfunnel.rerank.stage2.Stage2`, driven here with the batchers as its scorers
+(:class:`BatcherScorer`). Routes only translate HTTP shapes.
 
-Failure policy per request: the chain is tried in order within the request's deadline; a timeout or an
-exception moves on to the next reranker; when none is left the request either fails open (stage-1 order,
-``reranked=False`` and a reason) or, with ``fail_open=False``, raises :class:`RerankerUnavailableError`
-(503). A full queue is not a failure of the model: it raises :class:`OverloadedError` (429) at once.
+A request's deadline is set once when its handler starts and covers stage 1 and stage 2; a full queue is
+not a failure of the model: it raises :class:`OverloadedError` (429) at once.
 """
 
 from __future__ import annotations
@@ -18,21 +19,24 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from rankfunnel.errors import InvalidInputError, OverloadedError, RerankerUnavailableError
+from rankfunnel.errors import OverloadedError, RerankerUnavailableError
 from rankfunnel.rerank.base import BaseReranker
+from rankfunnel.rerank.cache import ScoreCache
+from rankfunnel.rerank.stage2 import Scored, Stage2
 from rankfunnel.service.batcher import MicroBatcher
-from rankfunnel.service.cache import ScoreCache, cache_key
 from rankfunnel.service.config import ServiceConfig
 from rankfunnel.service.metrics import ServiceMetrics
 from rankfunnel.types import Hit, SearchResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+__all__ = ["BatcherScorer", "NotConfiguredError", "RerankEngine", "Scored", "Stage1"]
 
 #: Pairs of the warm-up batch each reranker scores before the service reports ready (loads lazy weights,
 #: compiles kernels and gives the batcher its first throughput measurement).
@@ -48,17 +52,6 @@ class NotConfiguredError(RerankerUnavailableError):
 
 
 @dataclass(frozen=True, slots=True)
-class Scored:
-    """Scores of one request's documents; ``raw`` is None when every reranker failed (``reason`` says why)."""
-
-    raw: np.ndarray | None
-    normalised: np.ndarray | None
-    model: str | None
-    reason: str | None
-    cached: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class Stage1:
     """Stage-1 candidates of a search, kept for the second phase."""
 
@@ -69,15 +62,25 @@ class Stage1:
     ms: float
 
 
-def _norm_id(reranker: BaseReranker) -> str:
-    cal = getattr(reranker, "calibration", None)
-    if cal is not None and hasattr(cal, "temperature"):
-        return f"sigmoid(T={cal.temperature},b={cal.bias})"
-    return type(reranker).__name__
+class BatcherScorer:
+    """The service's scorer for :class:`~rankfunnel.rerank.stage2.Stage2`: the cross-request batcher.
+
+    When the time is up, ``asyncio.wait_for`` cancels the request's queued pairs (the batcher drops them if
+    the model has not taken them yet) and the batcher hands the model call the latest deadline among the
+    requests in the batch, so no model call outlives every request waiting for it.
+    """
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self.batcher = batcher
+
+    async def score(self, pairs: Sequence[tuple[str, str]], timeout_s: float | None) -> np.ndarray:
+        if timeout_s is None:
+            return await self.batcher.predict(pairs)
+        return await asyncio.wait_for(self.batcher.predict(pairs, timeout_s=timeout_s), max(timeout_s, 0.0))
 
 
 class RerankEngine:
-    """Cached, cross-request batched reranking with deadlines, fail-open and a fallback chain.
+    """Cross-request batched reranking through the library's :class:`~rankfunnel.rerank.stage2.Stage2`.
 
     Args:
         rerankers: The chain, primary first (e.g. a GPU model, then a small CPU model); may be empty.
@@ -108,6 +111,20 @@ class RerankEngine:
         self.metrics = metrics
         self.rerankers = list(rerankers)
         self.cache = ScoreCache(maxsize=config.cache_size, ttl_s=config.cache_ttl_s, path=config.cache_path)
+        self.stage2_policy = Stage2(
+            self.rerankers[0] if self.rerankers else None,
+            fallbacks=self.rerankers[1:],
+            cache=self.cache,
+            deadline_ms=config.deadline_ms,
+            attempt_timeout_ms=config.attempt_timeout_ms,
+            fail_open=config.fail_open,
+            auto_margin=config.auto_margin,
+            breaker_failures=config.breaker_failures,
+            breaker_cooldown_s=config.breaker_cooldown_s,
+            reason="no reranker configured: stage-1 results",
+            on_event=self._fallback,
+            on_cache=self._cache_observed,
+        )
         self.batchers = [
             MicroBatcher(
                 r,
@@ -121,6 +138,7 @@ class RerankEngine:
             )
             for r in self.rerankers
         ]
+        self.scorers = [BatcherScorer(b) for b in self.batchers]
         # Collections (SQLite, Faiss, BM25) are touched from one thread only: safe whatever their locking.
         self._collection_thread = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="rankfunnel-collection"
@@ -192,19 +210,33 @@ class RerankEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._collection_thread, lambda: fn(*args, **kwargs))
 
-    def _deadline(self, timeout_ms: float | None) -> float:
-        ms = (
-            self.config.deadline_ms if timeout_ms is None else min(float(timeout_ms), self.config.deadline_ms)
-        )
-        return asyncio.get_running_loop().time() + ms / 1e3
+    def deadline(self, timeout_ms: float | None = None) -> float | None:
+        """The absolute (``time.monotonic()``) deadline of a request starting now."""
+        return self.stage2_policy.deadline(timeout_ms)
+
+    def breaker_states(self) -> dict[str, dict[str, Any]]:
+        """Circuit-breaker state per reranker (for ``/readyz`` and ``/metrics``)."""
+        return self.stage2_policy.breaker_states()
 
     def _fallback(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.fallbacks.labels(reason=reason).inc()
 
+    def _cache_observed(self, hits: int, misses: int) -> None:
+        if self.metrics is not None:
+            st = self.cache.stats()
+            self.metrics.cache(hits, misses, st.hits, st.misses)
+
     # -- scoring --------------------------------------------------------------------------------------------
-    async def score(self, query: str, docs: Sequence[str], *, timeout_ms: float | None = None) -> Scored:
-        """Raw and normalised scores of ``docs`` for ``query`` through cache, batcher and fallback chain.
+    async def score(
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        timeout_ms: float | None = None,
+        deadline: float | None = None,
+    ) -> Scored:
+        """Raw and normalised scores of ``docs`` for ``query`` through the library's stage 2 and the batchers.
 
         Raises:
             OverloadedError: the primary reranker's queue is full (answer 429).
@@ -212,62 +244,14 @@ class RerankEngine:
         """
         if not self.batchers:
             raise NotConfiguredError("This server has no reranker; start it with --reranker NAME_OR_PATH.")
-        deadline = self._deadline(timeout_ms)
-        loop = asyncio.get_running_loop()
-        reasons: list[str] = []
-        for pos, (reranker, batcher) in enumerate(zip(self.rerankers, self.batchers, strict=True)):
-            keys = [cache_key(str(reranker.name), _norm_id(reranker), query, d) for d in docs]
-            got = self.cache.get_many(keys)
-            miss = [i for i, v in enumerate(got) if v is None]
+        if deadline is None:
+            deadline = self.deadline(timeout_ms)
+        try:
+            return await self.stage2_policy.ascore(query, docs, scorers=self.scorers, deadline=deadline)
+        except OverloadedError:
             if self.metrics is not None:
-                st = self.cache.stats()
-                self.metrics.cache(
-                    len(docs) - len(miss), len(miss) if self.cache.enabled else 0, st.hits, st.misses
-                )
-            raw = np.array([0.0 if v is None else v for v in got], dtype=np.float32)
-            if miss:
-                left = deadline - loop.time()
-                if left <= 0:
-                    reasons.append(f"no time left for reranker {reranker.name!r}")
-                    break
-                budget = "request deadline"
-                attempt_s = (
-                    None if self.config.attempt_timeout_ms is None else self.config.attempt_timeout_ms / 1e3
-                )
-                if attempt_s is not None and pos < len(self.batchers) - 1 and attempt_s < left:
-                    left, budget = attempt_s, "attempt_timeout_ms"
-                try:
-                    part = await asyncio.wait_for(batcher.predict([(query, docs[i]) for i in miss]), left)
-                except OverloadedError:
-                    if self.metrics is not None:
-                        self.metrics.rejected.inc()
-                    raise
-                except TimeoutError:
-                    reasons.append(
-                        f"reranker {reranker.name!r} timed out after {left * 1e3:.0f} ms ({budget})"
-                    )
-                    self._fallback("timeout")
-                    continue
-                except Exception as exc:  # noqa: BLE001 - any model failure moves down the chain
-                    reasons.append(f"reranker {reranker.name!r} failed ({type(exc).__name__}: {exc})")
-                    log.warning(reasons[-1])
-                    self._fallback("error")
-                    continue
-                raw[miss] = part
-                self.cache.put_many([keys[i] for i in miss], part.tolist())
-            norm = np.asarray(reranker.normalise(raw), dtype=np.float64)
-            return Scored(
-                raw=raw,
-                normalised=norm,
-                model=str(reranker.name),
-                reason="; ".join(reasons) + f"; answered by fallback {reranker.name!r}" if reasons else None,
-                cached=len(docs) - len(miss),
-            )
-        self._fallback("all_failed")
-        reason = "; ".join(reasons) or "reranking failed"
-        if not self.config.fail_open:
-            raise RerankerUnavailableError(f"{reason}. The server is configured to fail closed; retry later.")
-        return Scored(raw=None, normalised=None, model=None, reason=reason)
+                self.metrics.rejected.inc()
+            raise
 
     # -- search ---------------------------------------------------------------------------------------------
     async def stage1(
@@ -308,65 +292,39 @@ class RerankEngine:
         )
 
     async def stage2(
-        self, s1: Stage1, *, rerank: bool | str = True, timeout_ms: float | None = None
+        self,
+        s1: Stage1,
+        *,
+        rerank: bool | str = True,
+        timeout_ms: float | None = None,
+        deadline: float | None = None,
     ) -> SearchResult:
-        """Rerank stage-1 candidates (or explain why not) and return the final answer."""
-        if rerank not in (True, False, "auto"):
-            raise InvalidInputError(f'rerank must be true, false or "auto", got {rerank!r}.')
-        cands = s1.candidates
-        skip: str | None = None
-        if rerank is False:
-            skip = "reranking switched off for this search (rerank=false)"
-        elif not self.rerankers:
-            skip = "no reranker configured: stage-1 results"
-        elif not cands:
-            skip = "stage 1 returned no candidates"
-        elif rerank == "auto":
-            gap = cands[0].stage1_score - cands[1].stage1_score if len(cands) > 1 else float("inf")
-            if gap >= self.config.auto_margin:
-                skip = (
-                    f"rerank=auto: stage 1 is confident (top-1 leads top-2 by {gap:.4g} >= margin "
-                    f"{self.config.auto_margin}); stage 2 skipped"
-                )
-                self._fallback("auto_skip")
-        if skip is not None:
-            return self.stage1_result(s1, skip)
-        t0 = time.perf_counter()
-        docs = [h.document.content if h.document is not None else "" for h in cands]
-        scored = await self.score(s1.query, docs, timeout_ms=timeout_ms)
-        rerank_ms = (time.perf_counter() - t0) * 1e3
-        if self.metrics is not None:
-            self.metrics.latency.labels(stage="rerank").observe(rerank_ms / 1e3)
-        timings = {
-            "stage1_ms": s1.ms,
-            "rerank_ms": rerank_ms,
-            "total_ms": s1.ms + rerank_ms,
-            "cached_pairs": float(scored.cached),
-        }
-        if scored.raw is None or scored.normalised is None:
-            return SearchResult(
-                query=s1.query,
-                hits=s1.candidates[: s1.top_n],
-                reranked=False,
-                retriever=s1.retriever,
-                reranker=self.model_name,
-                reason=f"{scored.reason}; showing stage-1 results",
-                timings_ms=timings,
+        """Rerank stage-1 candidates (or explain why not) and return the final answer.
+
+        ``deadline`` (from :meth:`deadline` when the request started) covers the whole request; without it
+        one is set now from ``timeout_ms``.
+        """
+        if deadline is None:
+            deadline = self.deadline(timeout_ms)
+        try:
+            (r,) = await self.stage2_policy.arun(
+                [s1.query], [list(s1.candidates)], s1.top_n, scorers=self.scorers, deadline=deadline,
+                rerank=rerank,
             )
-        order = np.argsort(-scored.raw, kind="stable")[: s1.top_n]
-        hits = tuple(
-            replace(
-                cands[i], rank=r + 1, score=float(scored.normalised[i]), rerank_score=float(scored.raw[i])
-            )
-            for r, i in enumerate(order)
-        )
+        except OverloadedError:
+            if self.metrics is not None:
+                self.metrics.rejected.inc()
+            raise
+        if self.metrics is not None and r.timings_ms.get("rerank_ms"):
+            self.metrics.latency.labels(stage="rerank").observe(r.timings_ms["rerank_ms"] / 1e3)
+        timings = {"stage1_ms": s1.ms, **r.timings_ms, "total_ms": s1.ms + r.timings_ms.get("rerank_ms", 0.0)}
         return SearchResult(
             query=s1.query,
-            hits=hits,
-            reranked=True,
+            hits=r.hits,
+            reranked=r.reranked,
             retriever=s1.retriever,
-            reranker=scored.model,
-            reason=scored.reason,
+            reranker=r.model,
+            reason=r.reason,
             timings_ms=timings,
         )
 
@@ -382,5 +340,6 @@ class RerankEngine:
         timeout_ms: float | None = None,
     ) -> SearchResult:
         """Stage 1 then stage 2, as one blocking answer."""
+        deadline = self.deadline(timeout_ms)
         s1 = await self.stage1(query, top_k=top_k, top_n=top_n, retriever=retriever, filter=filter)
-        return await self.stage2(s1, rerank=rerank, timeout_ms=timeout_ms)
+        return await self.stage2(s1, rerank=rerank, deadline=deadline)

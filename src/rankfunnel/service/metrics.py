@@ -66,6 +66,16 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        self.breaker_state = prom.Gauge(
+            "rankfunnel_circuit_breaker_state",
+            "Circuit breaker per reranker: 0 closed, 1 half-open (probing), 2 open (calls refused).",
+            ["model"],
+            registry=r,
+        )
+        self.breaker_opened = prom.Gauge(
+            "rankfunnel_circuit_breaker_opened", "Times a reranker's circuit breaker opened.", ["model"],
+            registry=r,
+        )
         self.rejected = prom.Counter("rankfunnel_rejected", "Requests answered 429 (queue full).", registry=r)
 
     def batch_observer(self, model: str) -> Any:
@@ -86,6 +96,13 @@ class ServiceMetrics:
         total = total_hits + total_misses
         if total:
             self.cache_hit_rate.set(total_hits / total)
+
+    def breakers(self, states: dict[str, dict[str, Any]]) -> None:
+        """Record each reranker's circuit-breaker state (from ``Stage2.breaker_states()``)."""
+        codes = {"closed": 0, "half_open": 1, "open": 2}
+        for model, st in states.items():
+            self.breaker_state.labels(model=model).set(codes.get(str(st.get("state")), 2))
+            self.breaker_opened.labels(model=model).set(float(st.get("opened", 0)))
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

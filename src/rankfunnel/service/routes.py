@@ -96,6 +96,7 @@ async def readyz(request: Request) -> JSONResponse:
             "rerankers": [str(r.name) for r in engine.rerankers],
             "index": engine.pipeline is not None,
             "queue_pairs": sum(b.queue_pairs for b in engine.batchers),
+            "circuit_breakers": engine.breaker_states(),
         }
     )
 
@@ -108,6 +109,7 @@ async def metrics(request: Request) -> Response:
     if engine is not None:
         for b in engine.batchers:
             m.queue_pairs.labels(model=b.name).set(b.queue_pairs)
+        m.breakers(engine.breaker_states())
     body, ctype = m.render()
     return Response(body, media_type=ctype)
 
@@ -127,6 +129,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 async def search(req: SearchRequest, request: Request) -> Any:
     """Two-stage search. ``mode: "two-phase"`` streams SSE events ``stage1`` then ``reranked``."""
     engine = engine_of(request)
+    deadline = engine.deadline(req.timeout_ms)  # covers stage 1 and stage 2
     check_query(req.query, engine.config.limits)
     check_top(req.top_k, req.top_n, engine.config.limits)
     check_json_size(req.filter, engine.config.limits, field="filter")
@@ -134,14 +137,14 @@ async def search(req: SearchRequest, request: Request) -> Any:
         req.query, top_k=req.top_k, top_n=req.top_n, retriever=req.retriever, filter=req.filter
     )
     if req.mode == "blocking":
-        res = await engine.stage2(s1, rerank=req.rerank, timeout_ms=req.timeout_ms)
+        res = await engine.stage2(s1, rerank=req.rerank, deadline=deadline)
         return JSONResponse(res.to_dict(with_text=req.return_text))
 
     async def events() -> AsyncIterator[bytes]:
         first = engine.stage1_result(s1, "two-phase: stage-1 results; the reranked list follows")
         yield _sse("stage1", first.to_dict(with_text=req.return_text))
         try:
-            final = await engine.stage2(s1, rerank=req.rerank, timeout_ms=req.timeout_ms)
+            final = await engine.stage2(s1, rerank=req.rerank, deadline=deadline)
         except RankfunnelError as exc:
             yield _sse("error", {"detail": str(exc), "error": type(exc).__name__})
             return

@@ -2,7 +2,8 @@
 
 Keys are ``(model, normalisation, query, sha256(document text))``, so editing a document's text can never
 return a stale score, and two models or calibrations never share entries. Values are raw reranker scores.
-Thread-safe (one lock), with no FastAPI import so the CLI and benchmarks can share it.
+Thread-safe (one lock). Part of the library: :class:`~rankfunnel.rerank.stage2.Stage2` owns it, so the
+Pipeline, the CLI and the service share one cache implementation.
 """
 
 from __future__ import annotations
