@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rankfunnel import defaults
 from rankfunnel.cli import _reranker, app
 from rankfunnel.cli._errors import handle_errors
 from rankfunnel.cli._helpers import read_docs_file
@@ -39,6 +40,9 @@ class Retriever(StrEnum):
     bm25 = "bm25"
     hybrid = "hybrid"
 
+
+#: The shared default retriever (rankfunnel.defaults) as the CLI enum.
+DEFAULT_RETRIEVER = Retriever(defaults.RETRIEVER)
 
 class Backend(StrEnum):
     auto = "auto"
@@ -61,6 +65,101 @@ IndexDir = Annotated[
         help="Index directory (env RANKFUNNEL_INDEX_DIR); not needed with --milvus-uri.",
     ),
 ]
+class RerankMode(StrEnum):
+    on = "on"
+    off = "off"
+    auto = "auto"
+
+    @property
+    def flag(self) -> bool | str:
+        """The library's ``rerank=`` value: True, False or ``"auto"``."""
+        flags: dict[str, bool | str] = {"on": True, "off": False, "auto": "auto"}
+        return flags[self.value]
+
+
+# -- stage-2 options shared by search, eval, bench (and, with the same names, serve) ---------------------------
+FallbackOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fallback", help="Fallback reranker tried when the previous one times out or fails (repeatable)."
+    ),
+]
+DeadlineOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--deadline-ms",
+        help="Deadline of a whole search (stage 1 + rerank); when it passes, stage-1 order is shown.",
+    ),
+]
+AttemptTimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--attempt-timeout-ms", help="Time one reranker of the chain gets before the next is tried."),
+]
+ScoreCacheOpt = Annotated[
+    Path | None,
+    typer.Option("--cache", help="SQLite file of cached rerank scores, reused across runs."),
+]
+FailClosedOpt = Annotated[
+    bool,
+    typer.Option("--fail-closed", help="Fail (exit 2) instead of showing stage-1 results when reranking fails."),
+]
+RerankModeOpt = Annotated[
+    RerankMode,
+    typer.Option(
+        "--rerank", help="on: always rerank; off: stage 1 only; auto: skip when stage 1 is confident."
+    ),
+]
+AutoMarginOpt = Annotated[
+    float, typer.Option("--auto-margin", help="--rerank auto skips stage 2 above this stage-1 top-1/top-2 gap.")
+]
+
+
+def stage2_options(
+    *,
+    deadline_ms: float | None,
+    attempt_timeout_ms: float | None,
+    cache: Path | None,
+    fail_closed: bool,
+    auto_margin: float,
+) -> dict[str, Any]:
+    """Keyword arguments of :class:`~rankfunnel.pipeline.Pipeline` from the shared CLI options."""
+    return {
+        "deadline_ms": deadline_ms,
+        "attempt_timeout_ms": attempt_timeout_ms,
+        "cache": cache,
+        "fail_open": not fail_closed,
+        "auto_margin": auto_margin,
+    }
+
+
+def load_fallbacks(
+    specs: list[str] | None,
+    *,
+    device: str | None,
+    offline: bool,
+    api_key: str | None,
+    route: str,
+    index_dir: Path | None = None,
+) -> list[Any]:
+    """The ``--fallback`` rerankers, loaded as the primary one is; one that cannot load is left out, said once."""
+    from rankfunnel.rerank.resolve import apply_stored_calibration
+
+    chain = []
+    for spec in specs or []:
+        loaded = _reranker.load(spec, device=device, offline=offline, api_key=api_key, route=route)
+        if loaded.model is None:
+            if loaded.reason:
+                err_console.print(
+                    f"[yellow]fallback {_escape(spec)} left out:[/] {_escape(loaded.reason)}",
+                    highlight=False, soft_wrap=True,
+                )
+            continue
+        if index_dir is not None:
+            apply_stored_calibration(loaded.model, index_dir)
+        chain.append(loaded.model)
+    return chain
+
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 RerankerOpt = Annotated[
     str,
@@ -264,10 +363,12 @@ def index(
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
     index_dir: IndexDir = None,
-    retriever: Annotated[Retriever, typer.Option(help="Stage-1 retriever.")] = Retriever.hybrid,
-    reranker: RerankerOpt = "auto",
-    top_k: Annotated[int, typer.Option("--top-k", help="Stage-1 candidates handed to the reranker.")] = 100,
-    top_n: Annotated[int, typer.Option("--top-n", help="Results shown.")] = 10,
+    retriever: Annotated[Retriever, typer.Option(help="Stage-1 retriever.")] = DEFAULT_RETRIEVER,
+    reranker: RerankerOpt = defaults.RERANKER,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Stage-1 candidates handed to the reranker.")
+    ] = defaults.TOP_K,
+    top_n: Annotated[int, typer.Option("--top-n", help="Results shown.")] = defaults.TOP_N,
     filter_: Annotated[
         list[str] | None, typer.Option("--filter", help="Metadata equality filter key=value (repeatable).")
     ] = None,
@@ -281,6 +382,13 @@ def search(
     reranker_api_key: RerankerApiKeyOpt = None,
     cpu_route: CpuRouteOpt = "auto",
     offline: OfflineOpt = False,
+    fallback: FallbackOpt = None,
+    deadline_ms: DeadlineOpt = None,
+    attempt_timeout_ms: AttemptTimeoutOpt = None,
+    cache: ScoreCacheOpt = None,
+    fail_closed: FailClosedOpt = False,
+    rerank: RerankModeOpt = RerankMode.on,
+    auto_margin: AutoMarginOpt = defaults.AUTO_MARGIN,
 ) -> None:
     """Search an index: stage-1 retrieval, then rerank (stage 1 only if there is no reranker to load)."""
     from rankfunnel.pipeline import Pipeline
@@ -290,10 +398,21 @@ def search(
     collection = _open(index_dir, backend, milvus_uri)
     loaded = _reranker.load(reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route)
     model, reason = loaded.model, loaded.reason
-    if model is not None and index_dir is not None and backend is not Backend.milvus and not milvus_uri:
-        apply_stored_calibration(model, index_dir)  # the fit `rankfunnel calibrate` stored, if any
-    pipe = Pipeline(collection, model, retriever=retriever.value, top_k=top_k, top_n=top_n, reason=reason)
-    result = pipe.search(query, filter=filters)
+    local_index = index_dir if backend is not Backend.milvus and not milvus_uri else None
+    if model is not None and local_index is not None:
+        apply_stored_calibration(model, local_index)  # the fit `rankfunnel calibrate` stored, if any
+    opts = stage2_options(
+        deadline_ms=deadline_ms, attempt_timeout_ms=attempt_timeout_ms, cache=cache,
+        fail_closed=fail_closed, auto_margin=auto_margin,
+    )
+    chain = load_fallbacks(
+        fallback, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route, index_dir=local_index
+    )
+    pipe = Pipeline(
+        collection, model, retriever=retriever.value, top_k=top_k, top_n=top_n, reason=reason,
+        fallbacks=chain, **opts,
+    )
+    result = pipe.search(query, filter=filters, rerank=rerank.flag)
     if as_json:
         _print_json(result.to_dict(with_text=with_text))
         return

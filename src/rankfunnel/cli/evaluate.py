@@ -8,11 +8,29 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from rankfunnel import defaults
 from rankfunnel.cli import _reranker, app
 from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
-from rankfunnel.cli.core import DeviceOpt, JsonFlag, Retriever, handle_errors
+from rankfunnel.cli.core import (
+    DEFAULT_RETRIEVER,
+    AttemptTimeoutOpt,
+    AutoMarginOpt,
+    DeadlineOpt,
+    DeviceOpt,
+    FailClosedOpt,
+    FallbackOpt,
+    JsonFlag,
+    RerankMode,
+    RerankModeOpt,
+    Retriever,
+    ScoreCacheOpt,
+    handle_errors,
+    load_fallbacks,
+    stage2_options,
+)
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.models import DEFAULT_EMBEDDER
 
@@ -121,11 +139,18 @@ def eval_cmd(
     split: Annotated[
         str | None, typer.Option("--split", help="qrels split (default test, else dev).")
     ] = None,
-    retriever: Annotated[Retriever, typer.Option("--retriever", help="Stage-1 retriever.")] = Retriever.dense,
+    retriever: Annotated[
+        Retriever, typer.Option("--retriever", help="Stage-1 retriever (default: as `rankfunnel search`).")
+    ] = DEFAULT_RETRIEVER,
     reranker: Annotated[
-        str, typer.Option("--reranker", "-r", help="Model name/path, loader spec, or 'none'.")
-    ] = "none",
-    top_k: Annotated[int, typer.Option("--top-k", help="Stage-1 candidates per query.")] = 100,
+        str,
+        typer.Option(
+            "--reranker",
+            "-r",
+            help="Model name/path, loader spec, 'auto' (as `rankfunnel search`) or 'none' (stage 1 only).",
+        ),
+    ] = defaults.RERANKER,
+    top_k: Annotated[int, typer.Option("--top-k", help="Stage-1 candidates per query.")] = defaults.TOP_K,
     k: Annotated[str, typer.Option("--k", help="Metric cut-offs.")] = "1,3,5,10,100",
     out: Annotated[
         Path, typer.Option("--out", help="Folder for TREC runs, summary.json and report.html.")
@@ -147,10 +172,20 @@ def eval_cmd(
     reranker_api_key: RerankerApiKeyOpt = None,
     cpu_route: CpuRouteOpt = "auto",
     offline: OfflineOpt = False,
+    fallback: FallbackOpt = None,
+    deadline_ms: DeadlineOpt = None,
+    attempt_timeout_ms: AttemptTimeoutOpt = None,
+    cache: ScoreCacheOpt = None,
+    fail_closed: FailClosedOpt = False,
+    rerank: RerankModeOpt = RerankMode.on,
+    auto_margin: AutoMarginOpt = defaults.AUTO_MARGIN,
 ) -> None:
     """Measure stage-1 and reranked quality (NDCG, MRR, P, R, MAP), the lift with a 95% CI, and latency.
 
-    Writes TREC run files of both stages, summary.json and report.html (with plots) under --out.
+    With no options it measures exactly what `rankfunnel search` returns (same retriever, top-k, reranker
+    and stage 2). A reranker named explicitly must load (an evaluation never silently measures stage 1);
+    with 'auto', when no reranker can be loaded, stage 1 is measured and the reason is printed, as search
+    would show stage-1 results. Writes TREC run files of both stages, summary.json and report.html under --out.
     """
     from rankfunnel.embed import make_embedder
     from rankfunnel.eval.datasets import load_beir
@@ -162,10 +197,14 @@ def eval_cmd(
     ks = parse_ints(k, "--k")
     if top_k < 1:
         raise InvalidInputError(f"--top-k must be >= 1, got {top_k}.")
-    # an evaluation must not silently fall back to stage 1: a reranker that cannot be loaded is an error
-    model = _reranker.load(
-        reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route, required=True
-    ).model
+    model, why = _eval_reranker(reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route)
+    opts: dict[str, Any] = stage2_options(
+        deadline_ms=deadline_ms, attempt_timeout_ms=attempt_timeout_ms, cache=cache,
+        fail_closed=fail_closed, auto_margin=auto_margin,
+    )
+    opts["fallbacks"] = load_fallbacks(
+        fallback, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route
+    )
     emb = make_embedder(embedder, device=device)
     summaries, deltas, lat, sweeps = [], {}, {}, []
     for ds in loaded:
@@ -180,6 +219,9 @@ def eval_cmd(
             batch_size=batch_size,
             n_resamples=resamples,
             show_progress=not quiet,
+            rerank=rerank.flag,
+            reason=why,
+            pipeline_options=opts,
         )
         summary = res.summary()
         summary["run_files"] = [str(f) for f in _write_runs(res, out / ds.name, retriever.value)]
@@ -226,6 +268,21 @@ def _dataset_index(
     ds = load_beir(dataset, pick_split(dataset, split))
     col = dataset_collection(ds, make_embedder(embedder, device=device), cache_dir=cache_dir, show_progress=not quiet)
     return ds, col
+
+
+def _eval_reranker(
+    spec: str, *, device: str | None, offline: bool, api_key: str | None, route: str
+) -> tuple[Any, str | None]:
+    """The reranker ``eval``/``bench`` measure, resolved as ``search`` resolves it.
+
+    ``auto`` behaves as in ``search``: when no reranker can be loaded, stage 1 is measured and the reason is
+    printed. A reranker named explicitly must load (an evaluation never silently measures stage 1).
+    """
+    auto = spec.strip().lower() == "auto"
+    loaded = _reranker.load(spec, device=device, offline=offline, api_key=api_key, route=route, required=not auto)
+    if loaded.model is None and loaded.reason and auto:
+        err_console.print(f"[yellow]not reranked:[/] {escape(loaded.reason)}", highlight=False, soft_wrap=True)
+    return loaded.model, loaded.reason
 
 
 def _queries_for_bench(
@@ -295,12 +352,12 @@ def bench_cmd(
         Path | None, typer.Option("--dataset", help="A BEIR folder (index built and cached).")
     ] = None,
     reranker: Annotated[
-        str, typer.Option("--reranker", "-r", help="Model name/path, loader spec, or 'none'.")
-    ] = "none",
-    retriever: Annotated[Retriever, typer.Option("--retriever")] = Retriever.dense,
+        str, typer.Option("--reranker", "-r", help="Model name/path, loader spec, 'auto' or 'none'.")
+    ] = defaults.RERANKER,
+    retriever: Annotated[Retriever, typer.Option("--retriever")] = DEFAULT_RETRIEVER,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Reranker batch sizes.")] = "8,16,32,64",
-    top_k: Annotated[int, typer.Option("--top-k")] = 100,
-    top_n: Annotated[int, typer.Option("--top-n")] = 10,
+    top_k: Annotated[int, typer.Option("--top-k")] = defaults.TOP_K,
+    top_n: Annotated[int, typer.Option("--top-n")] = defaults.TOP_N,
     queries: Annotated[int, typer.Option("--queries", help="Queries to time.")] = 100,
     queries_file: Annotated[Path | None, typer.Option("--queries-file", help="One query a line.")] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up queries.")] = 5,
@@ -337,9 +394,9 @@ def bench_cmd(
                 f"Index directory {index_dir} does not exist; build it with `rankfunnel index`."
             )
         col = open_collection(str(index_dir))
-    model = _reranker.load(
-        reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route, required=True
-    ).model
+    model, _why = _eval_reranker(
+        reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route
+    )
     pipe = Pipeline(col, model, retriever=retriever.value, top_k=top_k, top_n=top_n)
     qs = _queries_for_bench(index_dir, dataset, queries_file, col, queries + warmup)
     res = run_bench(

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from rankfunnel import defaults
 from rankfunnel.cli import _reranker, app
 from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
 from rankfunnel.errors import InvalidInputError
@@ -128,10 +129,19 @@ def serve(
     ] = False,
     auto_margin: Annotated[
         float, typer.Option(help="rerank=auto skips stage 2 above this stage-1 gap.")
-    ] = 0.1,
-    cache_size: Annotated[int, typer.Option(help="Score cache entries (0 disables).")] = 100_000,
-    cache_ttl_s: Annotated[float, typer.Option(help="Score cache time to live.")] = 3_600.0,
-    cache_path: Annotated[Path | None, typer.Option(help="SQLite file for a persistent score cache.")] = None,
+    ] = defaults.AUTO_MARGIN,
+    breaker_failures: Annotated[
+        int, typer.Option(help="Consecutive failures of a reranker that open its circuit breaker.")
+    ] = defaults.BREAKER_FAILURES,
+    breaker_cooldown_s: Annotated[
+        float, typer.Option(help="Seconds an open circuit breaker waits before one probe call.")
+    ] = defaults.BREAKER_COOLDOWN_S,
+    cache_size: Annotated[int, typer.Option(help="Score cache entries (0 disables).")] = defaults.CACHE_SIZE,
+    cache_ttl_s: Annotated[float, typer.Option(help="Score cache time to live.")] = defaults.CACHE_TTL_S,
+    cache_path: Annotated[
+        Path | None,
+        typer.Option("--cache-path", "--cache", help="SQLite file for a persistent score cache."),
+    ] = None,
     max_documents: Annotated[int, typer.Option(help="Documents per request.")] = 1000,
     max_doc_chars: Annotated[int, typer.Option(help="Characters per document.")] = 20_000,
     max_query_chars: Annotated[int, typer.Option(help="Characters per query.")] = 2_000,
@@ -186,6 +196,8 @@ def _serve(
     attempt_timeout_ms: float | None,
     fail_closed: bool,
     auto_margin: float,
+    breaker_failures: int,
+    breaker_cooldown_s: float,
     cache_size: int,
     cache_ttl_s: float,
     cache_path: Path | None,
@@ -232,6 +244,8 @@ def _serve(
         fail_open=not fail_closed,
         attempt_timeout_ms=attempt_timeout_ms,
         auto_margin=auto_margin,
+        breaker_failures=breaker_failures,
+        breaker_cooldown_s=breaker_cooldown_s,
         cache_size=cache_size,
         cache_ttl_s=cache_ttl_s,
         cache_path=str(cache_path) if cache_path else None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rankfunnel import defaults
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.eval.datasets import BeirDataset
 from rankfunnel.eval.metrics import DEFAULT_KS, EvalResult, evaluate, exclude_self, metric_names, ranked_ids
@@ -149,7 +150,7 @@ def run_pipeline(
     *,
     top_k: int,
     retriever: str,
-    rerank: bool,
+    rerank: bool | str,
     batch_size: int = 1,
     show_progress: bool = True,
 ) -> tuple[
@@ -157,8 +158,10 @@ def run_pipeline(
 ]:
     """Search every query of ``ds`` with ``pipe`` (top_n = top_k so that all candidates are kept).
 
-    Returns the stage-1 run, the reranked run (None when nothing was reranked), per-query latencies, the
-    number of queries whose rerank failed and the first failure reason.
+    Returns the stage-1 run, the final run, per-query latencies, the number of queries answered in stage-1
+    order although reranking was asked for (a reranker failure or timeout, or ``rerank="auto"`` skipping
+    it) and the first such reason. The final run is what the pipeline returned for every query (stage-1
+    order where it was not reranked, as a user of ``search`` gets); it is None when no query was reranked.
     """
     from rankfunnel.progress import progress
 
@@ -179,7 +182,8 @@ def run_pipeline(
                     reranked[q] = {
                         h.id: (h.rerank_score if h.rerank_score is not None else h.score) for h in res.hits
                     }
-                elif rerank:
+                elif rerank is not False:
+                    reranked[q] = {h.id: h.score for h in res.hits}  # what the pipeline answered
                     failures += 1
                     reason = reason or res.reason
                 n = len(chunk)
@@ -187,9 +191,10 @@ def run_pipeline(
                 lat["rerank"].append(res.timings_ms.get("rerank_ms", 0.0) / n)
                 lat["total"].append(res.timings_ms.get("total_ms", 0.0) / n)
             bar.advance(len(chunk))
-    if not rerank:
+    if rerank is False:
         lat.pop("rerank")
-    return stage1, (reranked if rerank and reranked else None), lat, failures, reason
+    any_reranked = rerank is not False and failures < len(qids)
+    return stage1, (reranked if any_reranked else None), lat, failures, reason
 
 
 def _cut(
@@ -203,13 +208,16 @@ def evaluate_dataset(
     ds: BeirDataset,
     collection: Any,
     *,
-    retriever: str = "dense",
+    retriever: str = defaults.RETRIEVER,
     reranker: Any = None,
-    top_k: int = 100,
+    top_k: int = defaults.TOP_K,
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 1,
     n_resamples: int = 10_000,
     show_progress: bool = True,
+    rerank: bool | str = defaults.RERANK,
+    reason: str | None = None,
+    pipeline_options: Mapping[str, Any] | None = None,
 ) -> DatasetEval:
     """Evaluate stage 1 (and reranking when ``reranker`` is given) on ``ds``.
 
@@ -223,6 +231,11 @@ def evaluate_dataset(
         batch_size: queries per ``search_many`` call; 1 measures true per-query latency.
         n_resamples: bootstrap / randomisation resamples of the lift.
         show_progress: progress bar.
+        rerank: True, False or ``"auto"`` (as :meth:`rankfunnel.pipeline.Pipeline.search`).
+        reason: why there is no reranker (reported when ``reranker`` is None).
+        pipeline_options: more :class:`~rankfunnel.pipeline.Pipeline` options (``fallbacks``, ``cache``,
+            ``deadline_ms``, ``attempt_timeout_ms``, ``fail_open``, ``auto_margin``): the evaluation runs
+            the same stage 2 as ``rankfunnel search``.
 
     Returns:
         A :class:`DatasetEval`.
@@ -242,13 +255,16 @@ def evaluate_dataset(
     stats_fn = getattr(reranker, "reset_stats", None)
     if stats_fn is not None:
         stats_fn()
-    pipe = Pipeline(collection, reranker, retriever=retriever, top_k=top_k, top_n=top_k)
-    s1, rr, lat, failures, reason = run_pipeline(
+    pipe = Pipeline(
+        collection, reranker, retriever=retriever, top_k=top_k, top_n=top_k, reason=reason,
+        **dict(pipeline_options or {}),
+    )
+    s1, rr, lat, failures, why = run_pipeline(
         pipe,
         ds,
         top_k=top_k,
         retriever=retriever,
-        rerank=reranker is not None,
+        rerank=rerank if pipe.reranker is not None else False,
         batch_size=batch_size,
         show_progress=show_progress,
     )
@@ -280,7 +296,7 @@ def evaluate_dataset(
         latency_ms=lat,
         skipped_no_relevant=ds.skipped_no_relevant,
         rerank_failures=failures,
-        failure_reason=reason,
+        failure_reason=why if pipe.reranker is not None else reason,
         stages=stages,
     )
 

@@ -332,6 +332,11 @@ def create_app(
                 reranker_options=reranker_options,
             )
         )
+        if rerankers is None and index_dir is not None and backend != "milvus":
+            from rankfunnel.pipeline import apply_stored_calibration
+
+            for r in chain:  # the fit `rankfunnel calibrate` stored, as `rankfunnel search` uses it
+                apply_stored_calibration(r, index_dir)
         engine = RerankEngine(chain, cfg, pipeline=pipeline, metrics=metrics)
         if pipeline is None and index_dir is not None:
             from rankfunnel.pipeline import Pipeline

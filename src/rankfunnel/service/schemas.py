@@ -36,6 +36,8 @@ def check_encodable(value: Any, field: str) -> None:
         for i, v in enumerate(value):
             check_encodable(v, f"{field}[{i}]")
 
+from rankfunnel import defaults
+
 
 class _Strict(BaseModel):
     """Strict request model; every string field (nested lists and dicts included) must encode as UTF-8."""
@@ -55,8 +57,8 @@ class _Strict(BaseModel):
 # -- rankfunnel: search and documents --
 class SearchRequest(_Strict):
     query: str = Field(description="The search query.")
-    top_k: int = Field(100, description="Stage-1 candidates to rerank.")
-    top_n: int = Field(10, description="Hits to return.")
+    top_k: int = Field(defaults.TOP_K, description="Stage-1 candidates to rerank.")
+    top_n: int = Field(defaults.TOP_N, description="Hits to return.")
     retriever: Literal["dense", "bm25", "hybrid"] | None = Field(None, description="Default: the server's.")
     filter: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"lang": "en"}.')
     rerank: bool | Literal["auto"] = Field(
