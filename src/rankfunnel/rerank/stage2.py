@@ -44,6 +44,7 @@ from rankfunnel import defaults
 from rankfunnel.errors import InvalidInputError, OverloadedError, RerankerUnavailableError
 from rankfunnel.rerank.cache import ScoreCache, cache_key
 from rankfunnel.types import Hit
+from rankfunnel.validate import check_count, check_query
 
 log = logging.getLogger(__name__)
 
@@ -328,12 +329,6 @@ def check_scores(values: Any, n: int, name: str, what: str = "scores") -> np.nda
     return arr
 
 
-def _check_top_n(top_n: int) -> int:
-    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-        raise InvalidInputError(f"top_n must be an integer >= 1, got {top_n!r}.")
-    return top_n
-
-
 def _check_ms(name: str, value: float | None) -> float | None:
     if value is None:
         return None
@@ -547,9 +542,7 @@ class Stage2:
     def _score_plan(self, query: str, docs: Sequence[str]) -> list[tuple[str, Sequence[str]]]:
         if not self.chain:
             raise RerankerUnavailableError(self.reason or "No reranker configured; pass one to rerank documents.")
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError("The query is empty: pass a non-empty string.")
-        return [(query, list(docs))]
+        return [(check_query(query), list(docs))]
 
     def score(self, query: str, docs: Sequence[str], *, deadline: float | None = None) -> Scored:
         """Raw and normalised scores of ``docs`` (input order) through cache, chain and deadline."""
@@ -653,7 +646,7 @@ class Stage2:
             RerankerUnavailableError: every reranker failed and ``fail_open`` is False.
             OverloadedError: a scorer's queue is full (service only).
         """
-        n = _check_top_n(top_n)
+        n = check_count(top_n, field="top_n", maximum=None)
         skipped, todo = self._triage(queries, candidates, rerank)
         outcome = None
         t0 = time.perf_counter()
@@ -672,7 +665,7 @@ class Stage2:
         rerank: bool | str = True,
     ) -> list[Stage2Result]:
         """:meth:`run` with awaitable scorers (one per chain member, e.g. the service's batchers)."""
-        n = _check_top_n(top_n)
+        n = check_count(top_n, field="top_n", maximum=None)
         skipped, todo = self._triage(queries, candidates, rerank)
         outcome = None
         t0 = time.perf_counter()
