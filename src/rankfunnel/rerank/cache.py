@@ -119,10 +119,12 @@ class ScoreCache:
                 self._mem[k] = float(s)
             if self._db is not None:
                 now = time.time()
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO scores (k, score, t) VALUES (?, ?, ?)",
-                    [(self._db_key(k), float(s), now) for k, s in zip(keys, scores, strict=True)],
-                )
+                with self._db:  # one transaction (one fsync) per call, not one per row
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO scores (k, score, t) VALUES (?, ?, ?)",
+                        [(self._db_key(k), float(s), now) for k, s in zip(keys, scores, strict=True)],
+                    )
 
     def stats(self) -> CacheStats:
         with self._lock:
