@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from rankfunnel import validate
+from rankfunnel import defaults, validate
 from rankfunnel.errors import InvalidInputError
 
 
@@ -35,8 +35,6 @@ def check_encodable(value: Any, field: str) -> None:
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             check_encodable(v, f"{field}[{i}]")
-
-from rankfunnel import defaults
 
 
 class _Strict(BaseModel):
