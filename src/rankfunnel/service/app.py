@@ -333,7 +333,7 @@ def create_app(
             )
         )
         if rerankers is None and index_dir is not None and backend != "milvus":
-            from rankfunnel.pipeline import apply_stored_calibration
+            from rankfunnel.rerank.resolve import apply_stored_calibration
 
             for r in chain:  # the fit `rankfunnel calibrate` stored, as `rankfunnel search` uses it
                 apply_stored_calibration(r, index_dir)
