@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rankfunnel._optional import require
+import cachetools
 
 CacheKey = tuple[str, str, str, str]
 
@@ -62,7 +62,6 @@ class ScoreCache:
     def __init__(
         self, *, maxsize: int = 100_000, ttl_s: float = 3600.0, path: str | Path | None = None
     ) -> None:
-        cachetools = require("cachetools", "server")
         self.maxsize = maxsize
         self.ttl_s = float(ttl_s)
         self._mem = cachetools.TTLCache(maxsize=max(maxsize, 1), ttl=self.ttl_s, timer=time.monotonic)
