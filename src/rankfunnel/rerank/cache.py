@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cachetools
 
@@ -64,7 +65,9 @@ class ScoreCache:
     ) -> None:
         self.maxsize = maxsize
         self.ttl_s = float(ttl_s)
-        self._mem = cachetools.TTLCache(maxsize=max(maxsize, 1), ttl=self.ttl_s, timer=time.monotonic)
+        self._mem: cachetools.TTLCache[Any, float] = cachetools.TTLCache(
+            maxsize=max(maxsize, 1), ttl=self.ttl_s, timer=time.monotonic
+        )
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
