@@ -25,6 +25,7 @@ from rankfunnel.validate import check_count, check_queries, check_retriever
 if TYPE_CHECKING:
     from rankfunnel.protocols import Embedder
     from rankfunnel.rerank.base import BaseReranker
+    from rankfunnel.rerank.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Pipeline:
         fail_open: on reranker failure return stage-1 order with a reason; False raises instead.
         auto_margin: ``rerank="auto"`` skips stage 2 when stage-1 top-1 leads top-2 by this much.
         stage2: a ready :class:`~rankfunnel.rerank.stage2.Stage2` (then the options above are not used).
+        shadow: a :class:`~rankfunnel.rerank.shadow.Shadow`: a second reranker scores a sample of searches in its
+            own background thread after each answer is built (never delaying it); :meth:`close` flushes it.
 
     Examples:
         >>> from rankfunnel.pipeline import Pipeline  # doctest: +SKIP
@@ -75,8 +78,10 @@ class Pipeline:
         fail_open: bool = defaults.FAIL_OPEN,
         auto_margin: float = defaults.AUTO_MARGIN,
         stage2: Stage2 | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.collection = collection
+        self.shadow = shadow
         self.retriever = check_retriever(retriever)
         self.top_k = check_count(top_k, field="top_k")
         self.top_n = check_count(top_n, field="top_n")
@@ -208,13 +213,15 @@ class Pipeline:
         filter: Filter | None = None,
         rerank: bool | str = defaults.RERANK,
         deadline_ms: float | None = None,
+        query_ids: Sequence[str] | None = None,
     ) -> list[SearchResult]:
         """Search several queries: one batched stage-1 encoding and one stage-2 scoring call over all pairs.
 
         The results equal those of :meth:`search` called per query. Each result's ``timings_ms`` are those
         of the whole batch (with ``batch_queries`` giving its size). ``rerank`` is True, False or ``"auto"``
         (skip stage 2 per query when stage 1 is confident). ``deadline_ms`` (capped by the pipeline's own)
-        covers the whole call, stage 1 included: stage 2 gets what stage 1 left.
+        covers the whole call, stage 1 included: stage 2 gets what stage 1 left. ``query_ids`` (optional, one
+        per query) only label the shadow's records (to match qrels in ``rankfunnel shadow-report``).
 
         Examples:
             >>> [r.hits[0].id for r in pipe.search_many(["q1", "q2"])]  # doctest: +SKIP
@@ -225,6 +232,8 @@ class Pipeline:
         queries = check_queries(queries)
         if not queries:
             return []
+        if query_ids is not None and len(query_ids) != len(queries):
+            raise InvalidInputError(f"query_ids must match queries: {len(query_ids)} ids, {len(queries)} queries.")
         k = check_count(top_k if top_k is not None else self.top_k, field="top_k")
         n = check_count(top_n if top_n is not None else self.top_n, field="top_n")
         ret = check_retriever(retriever if retriever is not None else self.retriever)
@@ -235,6 +244,9 @@ class Pipeline:
         t1 = time.perf_counter()
         out = self.stage2.run(queries, candidates, n, deadline=deadline, rerank=rerank)
         t2 = time.perf_counter()
+        if self.shadow is not None:  # after the answer is built; offer() only enqueues, never blocks
+            for i, (q, r) in enumerate(zip(queries, out, strict=True)):
+                self.shadow.offer(q, candidates[i], r.hits, query_id=query_ids[i] if query_ids else None)
         results = []
         for q, r in zip(queries, out, strict=True):
             timings = {"stage1_ms": (t1 - t0) * 1e3, **r.timings_ms, "total_ms": (t2 - t0) * 1e3}
@@ -252,6 +264,17 @@ class Pipeline:
                 )
             )
         return results
+
+    def close(self) -> None:
+        """Flush and stop the shadow (if any): records still queued are written first."""
+        if self.shadow is not None:
+            self.shadow.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _stage1(self, queries: list[str], k: int, retriever: str, filter: Filter | None) -> list[list[Hit]]:
         out = self.collection.search_many(queries, k=k, retriever=retriever, filter=filter)
