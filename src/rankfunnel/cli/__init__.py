@@ -33,8 +33,9 @@ def _cli(ctx: typer.Context) -> Any:
     warnings.formatwarning = _one_line_warning  # the CLI is the application: it owns how warnings look
 
 
-# Command modules: core (index, search, rerank, info), evaluate (eval, bench, calibrate), serve, train.
-from rankfunnel.cli import core, evaluate, serve, train  # noqa: E402,F401  (they register their commands)
+# Command modules: core (index, search, rerank, info), evaluate (eval, bench, calibrate), serve, shadow
+# (shadow-report), train.
+from rankfunnel.cli import core, evaluate, serve, shadow, train  # noqa: E402,F401  (they register their commands)
 
 
 def main() -> None:

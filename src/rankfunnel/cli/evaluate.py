@@ -179,6 +179,14 @@ def eval_cmd(
     fail_closed: FailClosedOpt = False,
     rerank: RerankModeOpt = RerankMode.on,
     auto_margin: AutoMarginOpt = defaults.AUTO_MARGIN,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--compare",
+            help="Compare two rerankers (SPEC_A SPEC_B; 'none' = stage 1): NDCG@10 of both and B's paired lift "
+            "over A with its 95%% CI, on the same stage-1 candidates. Replaces --reranker.",
+        ),
+    ] = None,
 ) -> None:
     """Measure stage-1 and reranked quality (NDCG, MRR, P, R, MAP), the lift with a 95% CI, and latency.
 
@@ -206,6 +214,13 @@ def eval_cmd(
         fallback, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route
     )
     emb = make_embedder(embedder, device=device)
+    if compare is not None:
+        _compare(
+            compare, loaded, emb, retriever=retriever.value, top_k=top_k, ks=ks, batch_size=batch_size,
+            resamples=resamples, quiet=quiet, rerank=rerank.flag, opts=opts, cache_dir=cache_dir, as_json=as_json,
+            device=device, offline=offline, api_key=reranker_api_key, route=cpu_route,
+        )
+        return
     summaries, deltas, lat, sweeps = [], {}, {}, []
     for ds in loaded:
         col = dataset_collection(ds, emb, cache_dir=cache_dir, show_progress=not quiet)
@@ -242,6 +257,47 @@ def eval_cmd(
         err_console.print(f"report: {paths['html']}  summary: {paths['summary']}", highlight=False)
     if as_json:
         typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, default=str))
+
+
+def _compare(
+    specs: tuple[str, str], loaded: list[Any], emb: Any, *, retriever: str, top_k: int, ks: list[int],
+    batch_size: int, resamples: int, quiet: bool, rerank: bool | str, opts: dict[str, Any], cache_dir: Path,
+    as_json: bool, device: str | None, offline: bool, api_key: str | None, route: str,
+) -> None:
+    """``eval --compare A B``: both evaluated on the same candidates; B's paired NDCG@10 lift over A."""
+    from rankfunnel.eval.runner import dataset_collection, evaluate_dataset
+    from rankfunnel.eval.stats import paired_lift
+
+    models = []
+    for spec in specs:  # both load before any evaluation: a bad spec fails fast
+        none = spec.strip().lower() == "none"
+        models.append(None if none else _reranker.load(
+            spec, device=device, offline=offline, api_key=api_key, route=route, required=True
+        ).model)
+    out = []
+    for ds in loaded:
+        col = dataset_collection(ds, emb, cache_dir=cache_dir, show_progress=not quiet)
+        per_query = []
+        for model in models:
+            res = evaluate_dataset(
+                ds, col, retriever=retriever, reranker=model, top_k=top_k, ks=ks, batch_size=batch_size,
+                n_resamples=resamples, show_progress=not quiet, rerank=rerank, pipeline_options=opts,
+            )
+            per_query.append((res.reranked or res.stage1).per_query["ndcg@10"])
+        lift = paired_lift(per_query[0], per_query[1], metric="ndcg@10", n_resamples=resamples)
+        out.append({"dataset": ds.name, "a": specs[0], "b": specs[1], **lift.to_dict()})
+    if as_json:
+        typer.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+        return
+    table = Table(title=f"NDCG@10: B={escape(specs[1])} vs A={escape(specs[0])}")
+    for col_name in ("dataset", "queries", "A", "B", "lift B-A", "95% CI", "p"):
+        table.add_column(col_name, justify="left" if col_name == "dataset" else "right")
+    for r in out:
+        table.add_row(
+            r["dataset"], str(r["queries"]), f"{r['before']:.4f}", f"{r['after']:.4f}", f"{r['delta']:+.4f}",
+            f"[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]", f"{r['p_value']:.3f}",
+        )
+    Console().print(table)
 
 
 def _write_runs(res: Any, dest: Path, retriever: str) -> list[Path]:
