@@ -205,7 +205,6 @@ def eval_cmd(
     ks = parse_ints(k, "--k")
     if top_k < 1:
         raise InvalidInputError(f"--top-k must be >= 1, got {top_k}.")
-    model, why = _eval_reranker(reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route)
     opts: dict[str, Any] = stage2_options(
         deadline_ms=deadline_ms, attempt_timeout_ms=attempt_timeout_ms, cache=cache,
         fail_closed=fail_closed, auto_margin=auto_margin,
@@ -221,6 +220,7 @@ def eval_cmd(
             device=device, offline=offline, api_key=reranker_api_key, route=cpu_route,
         )
         return
+    model, why = _eval_reranker(reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route)
     summaries, deltas, lat, sweeps = [], {}, {}, []
     for ds in loaded:
         col = dataset_collection(ds, emb, cache_dir=cache_dir, show_progress=not quiet)
