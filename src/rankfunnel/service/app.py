@@ -32,6 +32,9 @@ from rankfunnel.service.config import ServiceConfig
 from rankfunnel.service.engine import NotConfiguredError, RerankEngine
 from rankfunnel.service.limits import LimitExceededError
 from rankfunnel.service.metrics import ServiceMetrics
+from rankfunnel.service.traffic import TrafficOptions
+from rankfunnel.service.traffic import attach as attach_traffic
+from rankfunnel.service.traffic import detach as detach_traffic
 
 require("fastapi", "server")
 from fastapi import FastAPI, Request  # noqa: E402
@@ -292,6 +295,7 @@ def create_app(
     embedder: Any = None,
     backend: str = "auto",
     reranker_options: Mapping[str, Any] | None = None,
+    traffic: TrafficOptions | None = None,
 ) -> FastAPI:
     """Build the FastAPI app. Models and the index load once, in the lifespan.
 
@@ -309,6 +313,7 @@ def create_app(
         backend: ``auto``, ``faiss`` or ``milvus`` (``index_dir`` is then a Milvus URI or Lite file).
         reranker_options: more :func:`~rankfunnel.rerank.load_reranker` options for ``reranker_specs``
             (``offline``, ``route``, ``api_key``).
+        traffic: shadow mode and A/B split (:class:`~rankfunnel.service.traffic.TrafficOptions`).
 
     Examples:
         >>> from rankfunnel.rerank.fake import FakeReranker
@@ -351,6 +356,11 @@ def create_app(
             )
         app.state.engine = engine
         await engine.start(warmup=cfg.warmup)  # /readyz says ready once the warm-up batch has been scored
+        if traffic is not None:
+            await attach_traffic(
+                engine, traffic, metrics, device=device, trust_remote_code=cfg.trust_remote_code,
+                reranker_options=reranker_options,
+            )
         log.info(
             "rankfunnel service started (warming up): rerankers=%s index=%s",
             [r.name for r in chain],
@@ -359,6 +369,7 @@ def create_app(
         try:
             yield
         finally:
+            await detach_traffic(engine)
             await engine.stop()
 
     extra: dict[str, Any] = {}

@@ -27,11 +27,13 @@ import numpy as np
 from rankfunnel.errors import OverloadedError, RerankerUnavailableError
 from rankfunnel.rerank.base import BaseReranker
 from rankfunnel.rerank.cache import ScoreCache
+from rankfunnel.rerank.shadow import Shadow
 from rankfunnel.rerank.stage2 import Scored, Stage2
+from rankfunnel.rerank.variants import VariantSplit
 from rankfunnel.service.batcher import MicroBatcher
 from rankfunnel.service.config import ServiceConfig
 from rankfunnel.service.metrics import ServiceMetrics
-from rankfunnel.types import Hit, SearchResult
+from rankfunnel.types import Document, Hit, SearchResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -147,6 +149,12 @@ class RerankEngine:
         self.warm = False  # every model loaded and scored one warm-up batch: /readyz says ready
         self.warmup_error: str | None = None
         self._warmup_task: asyncio.Task[None] | None = None
+        # traffic policies (rankfunnel.service.traffic sets them): shadow and A/B split
+        self.shadow: Shadow | None = None
+        self.variant_split: VariantSplit | None = None
+        self.variant_engines: dict[str, RerankEngine] = {}
+        self.variant_key_header = "X-User-Id"
+        self.traffic_metrics: Any = None
 
     @property
     def model_name(self) -> str | None:
@@ -343,3 +351,45 @@ class RerankEngine:
         deadline = self.deadline(timeout_ms)
         s1 = await self.stage1(query, top_k=top_k, top_n=top_n, retriever=retriever, filter=filter)
         return await self.stage2(s1, rerank=rerank, deadline=deadline)
+
+    # -- traffic policies: A/B variant, then shadow (rankfunnel.service.traffic) ------------------------------
+    def _variant_engine(self, variant: str | None) -> RerankEngine:
+        return self.variant_engines.get(variant, self) if variant is not None else self
+
+    def _observe_variant(self, variant: str | None, route: str, seconds: float | None) -> None:
+        if variant is not None and self.traffic_metrics is not None:
+            self.traffic_metrics.variant_requests.labels(variant=variant, route=route).inc()
+            if seconds is not None:
+                self.traffic_metrics.variant_latency.labels(variant=variant).observe(seconds)
+
+    async def stage2_variant(
+        self, s1: Stage1, *, variant: str | None, rerank: bool | str = True, deadline: float | None = None
+    ) -> SearchResult:
+        """:meth:`stage2` by the request's A/B variant; then the answer is offered to the shadow (if any)."""
+        res = await self._variant_engine(variant).stage2(s1, rerank=rerank, deadline=deadline)
+        self._observe_variant(variant, "search", res.timings_ms.get("rerank_ms", 0.0) / 1e3 if res.reranked else None)
+        if self.shadow is not None:  # only enqueues: the shadow scores in its own thread with its own model
+            self.shadow.offer(s1.query, s1.candidates, res.hits, extra={"variant": variant} if variant else None)
+        return res
+
+    async def score_variant(
+        self, query: str, docs: Sequence[str], *, variant: str | None, route: str, timeout_ms: float | None = None
+    ) -> Scored:
+        """:meth:`score` by the request's A/B variant; then the ranking is offered to the shadow (if any)."""
+        t0 = time.perf_counter()
+        scored = await self._variant_engine(variant).score(query, docs, timeout_ms=timeout_ms)
+        self._observe_variant(variant, route, time.perf_counter() - t0 if scored.raw is not None else None)
+        if self.shadow is not None and scored.normalised is not None:
+            cands = [
+                Hit(id=str(i), rank=i + 1, score=0.0, stage1_rank=i + 1, stage1_score=0.0,
+                    document=Document(id=str(i), text=d))
+                for i, d in enumerate(docs)
+            ]
+            order = np.argsort(-scored.normalised, kind="stable")
+            ranked = [
+                Hit(id=str(i), rank=r + 1, score=float(scored.normalised[i]), stage1_rank=int(i) + 1,
+                    stage1_score=0.0)
+                for r, i in enumerate(order)
+            ]
+            self.shadow.offer(query, cands, ranked, extra={"variant": variant} if variant else None)
+        return scored

@@ -45,6 +45,7 @@ from rankfunnel.service.schemas import (
     ZeroEntropyRerankResponse,
     ZeroEntropyResult,
 )
+from rankfunnel.service.traffic import VARIANT_HEADER, pick_variant
 from rankfunnel.types import Document
 
 #: Error answers every route may give (all with an :class:`ErrorResponse` body), documented in the OpenAPI
@@ -136,25 +137,33 @@ async def search(req: SearchRequest, request: Request) -> Any:
     s1 = await engine.stage1(
         req.query, top_k=req.top_k, top_n=req.top_n, retriever=req.retriever, filter=req.filter
     )
+    variant = pick_variant(engine, request, req.query)
+    vheaders = {VARIANT_HEADER: variant} if variant else {}
     if req.mode == "blocking":
-        res = await engine.stage2(s1, rerank=req.rerank, deadline=deadline)
-        return JSONResponse(res.to_dict(with_text=req.return_text))
+        res = await engine.stage2_variant(s1, variant=variant, rerank=req.rerank, deadline=deadline)
+        return JSONResponse(_with_variant(res.to_dict(with_text=req.return_text), variant), headers=vheaders)
 
     async def events() -> AsyncIterator[bytes]:
         first = engine.stage1_result(s1, "two-phase: stage-1 results; the reranked list follows")
         yield _sse("stage1", first.to_dict(with_text=req.return_text))
         try:
-            final = await engine.stage2(s1, rerank=req.rerank, deadline=deadline)
+            final = await engine.stage2_variant(s1, variant=variant, rerank=req.rerank, deadline=deadline)
         except RankfunnelError as exc:
             yield _sse("error", {"detail": str(exc), "error": type(exc).__name__})
             return
-        yield _sse("reranked", final.to_dict(with_text=req.return_text))
+        yield _sse("reranked", _with_variant(final.to_dict(with_text=req.return_text), variant))
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **vheaders},
     )
+
+
+def _with_variant(body: dict[str, Any], variant: str | None) -> dict[str, Any]:
+    if variant is not None:
+        body["variant"] = variant
+    return body
 
 
 # -- documents --
@@ -204,13 +213,18 @@ def _check_model(engine: RerankEngine, model: str | None) -> None:
 
 
 async def _rerank(
-    engine: RerankEngine, query: str, docs: Sequence[str], top_n: int | None, timeout_ms: float | None = None
+    engine: RerankEngine, query: str, docs: Sequence[str], top_n: int | None, timeout_ms: float | None = None,
+    *, request: Request, response: Response, route: str,
 ) -> tuple[Scored, np.ndarray]:
+    """Score through the request's A/B variant (named in the response's header) and offer it to the shadow."""
     check_query(query, engine.config.limits)
     check_documents(docs, engine.config.limits)
     if top_n is not None:
         check_top(1, top_n, engine.config.limits)
-    scored = await engine.score(query, docs, timeout_ms=timeout_ms)
+    variant = pick_variant(engine, request, query)
+    if variant is not None:
+        response.headers[VARIANT_HEADER] = variant
+    scored = await engine.score_variant(query, docs, variant=variant, route=route, timeout_ms=timeout_ms)
     if scored.raw is None:
         raise RerankerUnavailableError(f"{scored.reason}. Retry later; keep your own order meanwhile.")
     order = np.argsort(-scored.raw, kind="stable")
@@ -277,7 +291,10 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
         warnings.append("max_chunks_per_doc is ignored: long documents are truncated, not chunked")
     if req.relevant_spans and req.relevant_spans.get("mode") == "enabled":
         warnings.append("relevant_spans is not supported here; no spans are returned")
-    scored, order = await _rerank(engine, req.query, texts, req.top_n, req.timeout_ms)
+    headers = Response()
+    scored, order = await _rerank(
+        engine, req.query, texts, req.top_n, req.timeout_ms, request=request, response=headers, route="cohere"
+    )
     assert scored.normalised is not None
     results: list[dict[str, Any]] = []
     for i in order:
@@ -299,7 +316,10 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
     if warnings:
         meta["warnings"] = warnings
     # A JSONResponse (not the response model) so that the echoed documents keep every field, nulls included.
-    return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta})
+    return JSONResponse(
+        {"id": str(uuid.uuid4()), "results": results, "meta": meta},
+        headers={k: v for k, v in headers.headers.items() if k.lower() == VARIANT_HEADER.lower()},
+    )
 
 
 @router.post("/v2/rerank", response_model=CohereRerankResponse, tags=["rerank"])
@@ -315,13 +335,17 @@ async def rerank_cohere_v1(req: CohereRerankRequest, request: Request) -> JSONRe
 
 
 @router.post("/v1/models/rerank", response_model=ZeroEntropyRerankResponse, tags=["rerank"])
-async def rerank_zeroentropy(req: ZeroEntropyRerankRequest, request: Request) -> ZeroEntropyRerankResponse:
+async def rerank_zeroentropy(
+    req: ZeroEntropyRerankRequest, request: Request, response: Response
+) -> ZeroEntropyRerankResponse:
     """ZeroEntropy rerank shape (scores 0-1; token counts are estimates)."""
     t0 = time.perf_counter()
     engine = engine_of(request)
     _check_model(engine, req.model)
     t_score = time.perf_counter()
-    scored, order = await _rerank(engine, req.query, req.documents, req.top_n)
+    scored, order = await _rerank(
+        engine, req.query, req.documents, req.top_n, request=request, response=response, route="zeroentropy"
+    )
     assert scored.normalised is not None
     t_end = time.perf_counter()
     return ZeroEntropyRerankResponse(
@@ -335,14 +359,14 @@ async def rerank_zeroentropy(req: ZeroEntropyRerankRequest, request: Request) ->
 
 
 @router.post("/rerank", response_model=list[TEIRank], tags=["rerank"], response_model_exclude_none=True)
-async def rerank_tei(req: TEIRerankRequest, request: Request) -> list[TEIRank]:
+async def rerank_tei(req: TEIRerankRequest, request: Request, response: Response) -> list[TEIRank]:
     """Hugging Face TEI rerank shape: a bare array sorted by score (``raw_scores`` gives raw logits)."""
     engine = engine_of(request)
     texts = req.texts
     if req.truncate:
         cap = engine.config.limits.max_doc_chars
         texts = [_truncate(t, cap, left=req.truncation_direction.lower() == "left") for t in texts]
-    scored, order = await _rerank(engine, req.query, texts, None)
+    scored, order = await _rerank(engine, req.query, texts, None, request=request, response=response, route="tei")
     values = scored.raw if req.raw_scores else scored.normalised
     assert values is not None
     return [

@@ -89,6 +89,7 @@ class SearchResponse(BaseModel):
     reason: str | None
     hits: list[HitOut]
     timings_ms: dict[str, float]
+    variant: str | None = Field(None, description="The A/B variant that answered (servers started with --variant).")
 
 
 class DocumentIn(_Strict):
