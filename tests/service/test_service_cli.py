@@ -37,3 +37,22 @@ def test_serve_rejects_bad_config_with_a_message(monkeypatch, tmp_path):
     assert result.exit_code == 2 and "max_queue_pairs" in result.output
     missing = CliRunner().invoke(app, ["serve", "--index-dir", str(tmp_path / "nope"), "--reranker", "fake"])
     assert missing.exit_code == 2 and "rankfunnel index" in missing.output
+
+
+def test_serve_shadow_and_variants_are_parsed_and_checked(monkeypatch, tmp_path):
+    seen = _capture(monkeypatch)
+    log = tmp_path / "s.jsonl"
+    ok = CliRunner().invoke(app, ["serve", "--reranker", "fake", "--shadow", "fake:0.25", "--shadow-log", str(log),
+                                  "--variant", "control=primary:9", "--variant", "new=fake:1"])
+    assert ok.exit_code == 0, ok.output
+    t = seen["app"].state.traffic
+    assert (t.shadow_spec, t.shadow_rate, t.shadow_log) == ("fake", 0.25, log)
+    assert [(v.name, v.spec, v.weight) for v in t.variants] == [("control", "primary", 9.0), ("new", "fake", 1.0)]
+    for bad, says in [
+        (["--variant", "new=fake"], "NAME=SPEC:WEIGHT"),
+        (["--variant", "new=fake:0"], "WEIGHT"),
+        (["--variant", "a=fake:1", "--variant", "a=fake:2"], "unique"),
+        (["--shadow", "fake:0.5", "--shadow-queue", "0"], "--shadow-queue"),
+    ]:
+        res = CliRunner().invoke(app, ["serve", "--reranker", "fake", *bad])
+        assert res.exit_code == 2 and says in res.output, (bad, res.output)

@@ -61,7 +61,7 @@ def test_slow_shadow_never_delays_the_primary(tmp_path: Path) -> None:
     assert "rankfunnel_shadow_dropped" in metrics
     recs = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert len(recs) == slow.stats()["recorded"] >= 1  # flushed on shutdown
-    assert slow.stats()["recorded"] + slow.stats()["dropped"] == 12 and slow.calls == len(recs)
+    assert slow.stats()["recorded"] + slow.stats()["dropped"] == 12 and slow.stage2.chain[0].calls == len(recs)
     assert all(r["shadow"] == "slow" for r in recs)
 
 
@@ -125,3 +125,21 @@ def test_without_variants_nothing_is_added() -> None:
 
     r = run(go())
     assert VARIANT_HEADER not in r.headers and r.json().get("variant") is None
+
+
+def test_specs_load_in_the_lifespan_and_the_log_is_flushed_on_shutdown(tmp_path: Path) -> None:
+    log = tmp_path / "shadow.jsonl"
+    opts = TrafficOptions(shadow_spec="fake", shadow_rate=1.0, shadow_log=log, variants=(Variant("only", "fake", 1),))
+
+    async def go() -> list[str]:
+        async with traffic_app(opts) as (app, client):
+            assert app.state.engine.variant_engines["only"].rerankers[0].name == "fake"
+            out = []
+            for q in QUERIES:
+                r = await client.post("/v1/search", json={"query": q, "top_k": 8, "top_n": 3})
+                out.append(r.json()["variant"])
+            return out
+
+    assert run(go()) == ["only"] * 5
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(recs) == 5 and {r["variant"] for r in recs} == {"only"}

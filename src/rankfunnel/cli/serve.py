@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,6 +20,9 @@ from rankfunnel import defaults
 from rankfunnel.cli import _reranker, app
 from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
 from rankfunnel.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from rankfunnel.service.traffic import TrafficOptions
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -164,6 +167,34 @@ def serve(
     reranker_api_key: RerankerApiKeyOpt = None,
     cpu_route: CpuRouteOpt = "auto",
     offline: OfflineOpt = False,
+    shadow: Annotated[
+        str | None,
+        typer.Option(
+            "--shadow",
+            help="SPEC[:RATE]: a second reranker scores RATE (default 0.1) of requests after each answer, off the "
+            "primary's path; records go to --shadow-log (summarise with `rankfunnel shadow-report`).",
+        ),
+    ] = None,
+    shadow_log: Annotated[
+        Path, typer.Option("--shadow-log", help="JSONL file of shadow records (rotated, size-bounded).")
+    ] = Path("shadow.jsonl"),
+    shadow_queue: Annotated[
+        int, typer.Option("--shadow-queue", help="Requests waiting for the shadow; beyond: not shadowed, counted.")
+    ] = 64,
+    shadow_max_mb: Annotated[
+        float, typer.Option("--shadow-max-mb", help="Size of the shadow log before it rotates (3 copies kept).")
+    ] = 10.0,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help="A/B split, repeatable: NAME=SPEC:WEIGHT (SPEC 'primary' = --reranker's chain), e.g. "
+            "--variant control=primary:90 --variant new=MODEL:10.",
+        ),
+    ] = None,
+    variant_key_header: Annotated[
+        str, typer.Option("--variant-key-header", help="Request header whose value picks the variant (else the query).")
+    ] = "X-User-Id",
 ) -> None:
     """Serve search and rerank over HTTP (rankfunnel, Cohere v1/v2, ZeroEntropy and TEI shapes; docs/integrations.md).
 
@@ -213,6 +244,12 @@ def _serve(
     reranker_api_key: str | None,
     cpu_route: str,
     offline: bool,
+    shadow: str | None,
+    shadow_log: Path,
+    shadow_queue: int,
+    shadow_max_mb: float,
+    variant: list[str] | None,
+    variant_key_header: str,
 ) -> None:
     from rankfunnel._optional import require
     from rankfunnel.service import Limits, ServiceConfig, create_app
@@ -273,6 +310,34 @@ def _serve(
     if milvus_uri:
         target, backend = milvus_uri, "milvus"
     application = create_app(
-        config, index_dir=target, reranker_specs=specs, device=device, backend=backend, reranker_options=options
+        config, index_dir=target, reranker_specs=specs, device=device, backend=backend, reranker_options=options,
+        traffic=_traffic(shadow, shadow_log, shadow_queue, shadow_max_mb, variant, variant_key_header),
     )
     uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="on")
+
+
+def _traffic(
+    shadow: str | None, log: Path, queue: int, max_mb: float, variants: list[str] | None, key_header: str
+) -> TrafficOptions | None:
+    """``--shadow`` / ``--variant`` checked here (exit 2 before any model loads); loaded in the lifespan."""
+    from rankfunnel.rerank.shadow import parse_shadow_spec
+    from rankfunnel.rerank.variants import PRIMARY, parse_variant
+    from rankfunnel.service.traffic import TrafficOptions
+
+    if shadow is None and not variants:
+        return None
+    if queue < 1 or not max_mb > 0:
+        raise InvalidInputError(f"--shadow-queue must be >= 1 and --shadow-max-mb > 0, got {queue}, {max_mb}.")
+    if not key_header.strip():
+        raise InvalidInputError("--variant-key-header must name a header, e.g. X-User-Id.")
+    parsed = [parse_variant(v) for v in variants or []]
+    names = [v.name for v in parsed]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"--variant names must be unique, got {names}.")
+    if parsed and all(v.spec == PRIMARY for v in parsed) and len(parsed) > 1:
+        raise InvalidInputError("--variant: more than one variant is 'primary'; give the others a reranker SPEC.")
+    spec, rate = parse_shadow_spec(shadow) if shadow is not None else (None, 0.1)
+    return TrafficOptions(
+        shadow_spec=spec, shadow_rate=rate, shadow_log=log, shadow_queue=queue,
+        shadow_max_bytes=int(max_mb * 1024 * 1024), variants=parsed, variant_key_header=key_header.strip(),
+    )

@@ -387,6 +387,7 @@ def create_app(
         **extra,
     )
     app.state.config = cfg
+    app.state.traffic = traffic
     app.state.metrics = metrics
 
     @app.exception_handler(RankfunnelError)
