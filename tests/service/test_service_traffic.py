@@ -105,8 +105,12 @@ def test_variant_is_sticky_weighted_and_named_everywhere() -> None:
             zero = await client.post("/v1/models/rerank", json={"query": "q", "documents": ["a"]},
                                      headers={"X-User-Id": "user-7"})
             metrics = (await client.get("/metrics")).text
-            return seen, again, metrics, {"cohere": cohere.headers[VARIANT_HEADER],
-                                          "ze": zero.headers[VARIANT_HEADER], "cohere_model": cohere.json()["meta"]["model"]}
+            others = {
+                "cohere": cohere.headers[VARIANT_HEADER],
+                "ze": zero.headers[VARIANT_HEADER],
+                "cohere_model": cohere.json()["meta"]["model"],
+            }
+            return seen, again, metrics, others
 
     seen, again, metrics, others = run(go())
     assert set(seen) == {"control", "new"}
