@@ -10,6 +10,7 @@ Environment variables (read here only, never in the library): ``RANKFUNNEL_INDEX
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -326,7 +327,7 @@ def _traffic(
 
     if shadow is None and not variants:
         return None
-    if queue < 1 or not max_mb > 0:
+    if queue < 1 or not (math.isfinite(max_mb) and max_mb > 0):
         raise InvalidInputError(f"--shadow-queue must be >= 1 and --shadow-max-mb > 0, got {queue}, {max_mb}.")
     if not key_header.strip():
         raise InvalidInputError("--variant-key-header must name a header, e.g. X-User-Id.")

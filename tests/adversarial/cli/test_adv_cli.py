@@ -110,6 +110,7 @@ REQUIRED = {  # the least each command needs; the paths do not exist, so nothing
     "calibrate": ["--dataset", "/nonexistent/ds", "--reranker", "fake"],
     "train": ["--dataset", "/nonexistent/ds", "--out", "/nonexistent/out"],
     "distil": ["--teacher", "fake", "--queries", "/nonexistent/q.txt", "--out", "/nonexistent/out"],
+    "shadow-report": ["/nonexistent/shadow.jsonl"],
 }
 
 
