@@ -53,6 +53,7 @@ class Pipeline:
         stage2: a ready :class:`~rankfunnel.rerank.stage2.Stage2` (then the options above are not used).
         shadow: a :class:`~rankfunnel.rerank.shadow.Shadow`: a second reranker scores a sample of searches in its
             own background thread after each answer is built (never delaying it); :meth:`close` flushes it.
+        depth_policy: a :class:`~rankfunnel.rerank.depth.DepthPolicy` applied with ``rerank="auto"``.
 
     Examples:
         >>> from rankfunnel.pipeline import Pipeline  # doctest: +SKIP
@@ -79,6 +80,7 @@ class Pipeline:
         auto_margin: float = defaults.AUTO_MARGIN,
         stage2: Stage2 | None = None,
         shadow: Shadow | None = None,
+        depth_policy: Any = None,
     ) -> None:
         self.collection = collection
         self.shadow = shadow
@@ -95,6 +97,7 @@ class Pipeline:
                 fail_open=fail_open,
                 auto_margin=auto_margin,
                 reason=reason,
+                depth=depth_policy,
             )
         self.stage2 = stage2
 

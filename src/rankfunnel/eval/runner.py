@@ -179,8 +179,11 @@ def run_pipeline(
             for q, res in zip(chunk, results, strict=True):
                 stage1[q] = {h.id: h.stage1_score for h in res.hits}
                 if res.reranked:
+                    # hits past an adaptive depth have no rerank score: keep them below, in their rank order
+                    raws = [h.rerank_score for h in res.hits if h.rerank_score is not None]
+                    floor = min(raws) if raws else 0.0
                     reranked[q] = {
-                        h.id: (h.rerank_score if h.rerank_score is not None else h.score) for h in res.hits
+                        h.id: (h.rerank_score if h.rerank_score is not None else floor - h.rank) for h in res.hits
                     }
                 elif rerank is not False:
                     reranked[q] = {h.id: h.score for h in res.hits}  # what the pipeline answered

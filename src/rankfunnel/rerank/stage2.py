@@ -357,6 +357,9 @@ class Stage2:
         on_event: Optional callback with ``"timeout"``, ``"error"``, ``"all_failed"``, ``"auto_skip"`` or
             ``"circuit_open"`` (the service counts them).
         on_cache: Optional callback ``(hits, misses)`` after each cache lookup.
+        depth: A :class:`~rankfunnel.rerank.depth.DepthPolicy` for ``rerank="auto"``: per query, skip or
+            rerank only the top ``depth`` candidates (the rest follow in stage-1 order); it replaces the
+            default skip policy.
 
     Examples:
         >>> from rankfunnel.rerank.fake import FakeReranker
@@ -384,6 +387,7 @@ class Stage2:
         reason: str | None = None,
         on_event: Callable[[str], None] | None = None,
         on_cache: Callable[[int, int], None] | None = None,
+        depth: Any = None,
     ) -> None:
         self.chain: list[Any] = [r for r in (reranker, *fallbacks) if r is not None]
         self.cache = cache
@@ -391,6 +395,10 @@ class Stage2:
         self.attempt_timeout_ms = _check_ms("attempt_timeout_ms", attempt_timeout_ms)
         self.fail_open = bool(fail_open)
         self.skip: SkipPolicy = skip if skip is not None else MarginSkip(auto_margin)
+        # adaptive depth (rerank/depth.py): for rerank="auto" it is also the skip policy (depth 0 = skip)
+        self.depth = depth
+        if depth is not None and skip is None:
+            self.skip = depth
         self.reason = reason
         self.on_event = on_event
         self.on_cache = on_cache
@@ -586,6 +594,13 @@ class Stage2:
                 skipped[i] = why
         return skipped, todo
 
+    def _cuts(self, candidates: Sequence[Sequence[Hit]], todo: list[int], rerank: bool | str) -> dict[int, int]:
+        """Adaptive depth: the queries whose candidates are reranked only down to a depth (index -> depth)."""
+        if rerank != "auto" or self.depth is None:
+            return {}
+        cuts = {i: int(self.depth.choose(candidates[i])) for i in todo}
+        return {i: d for i, d in cuts.items() if 0 < d < len(candidates[i])}
+
     def _groups(self, queries: Sequence[str], candidates: Sequence[Sequence[Hit]], todo: list[int]
                 ) -> list[tuple[str, Sequence[str]]]:
         return [(queries[i], [h.document.content if h.document else "" for h in candidates[i]]) for i in todo]
@@ -598,6 +613,7 @@ class Stage2:
         todo: list[int],
         outcome: _Outcome | None,
         ms: float,
+        cuts: dict[int, int] | None = None,
     ) -> list[Stage2Result]:
         if outcome is not None and outcome.raw is None and not self.fail_open:
             raise RerankerUnavailableError(f"{outcome.reason}. Reranking is configured to fail closed.")
@@ -617,10 +633,16 @@ class Stage2:
                 continue
             raw, norm = outcome.raw[pos[i]], outcome.norm[pos[i]]
             order = np.argsort(-raw, kind="stable")[:top_n]
-            hits = tuple(
+            head = [
                 replace(cands[j], rank=r + 1, score=float(norm[j]), rerank_score=float(raw[j]))
                 for r, j in enumerate(order)
-            )
+            ]
+            depth = (cuts or {}).get(i)
+            if depth is not None:  # past the adaptive depth: stage-1 order (and score), after the reranked
+                tail = cands[depth : depth + max(0, top_n - len(head))]
+                head += [replace(h, rank=len(head) + r + 1, score=h.stage1_score, rerank_score=None)
+                         for r, h in enumerate(tail)]
+            hits = tuple(head)
             out.append(Stage2Result(hits, True, outcome.reason, outcome.model, dict(timings), pairs, cached))
         return out
 
@@ -648,11 +670,13 @@ class Stage2:
         """
         n = check_count(top_n, field="top_n", maximum=None)
         skipped, todo = self._triage(queries, candidates, rerank)
+        cuts = self._cuts(candidates, todo, rerank)
+        heads = [c[: cuts[i]] if i in cuts else c for i, c in enumerate(candidates)]
         outcome = None
         t0 = time.perf_counter()
         if todo:
-            outcome = self._drive(self._plan(self._groups(queries, candidates, todo), deadline), self.scorers)
-        return self._results(candidates, n, skipped, todo, outcome, (time.perf_counter() - t0) * 1e3)
+            outcome = self._drive(self._plan(self._groups(queries, heads, todo), deadline), self.scorers)
+        return self._results(candidates, n, skipped, todo, outcome, (time.perf_counter() - t0) * 1e3, cuts)
 
     async def arun(
         self,
@@ -667,9 +691,11 @@ class Stage2:
         """:meth:`run` with awaitable scorers (one per chain member, e.g. the service's batchers)."""
         n = check_count(top_n, field="top_n", maximum=None)
         skipped, todo = self._triage(queries, candidates, rerank)
+        cuts = self._cuts(candidates, todo, rerank)
+        heads = [c[: cuts[i]] if i in cuts else c for i, c in enumerate(candidates)]
         outcome = None
         t0 = time.perf_counter()
         if todo:
-            plan = self._plan(self._groups(queries, candidates, todo), deadline)
+            plan = self._plan(self._groups(queries, heads, todo), deadline)
             outcome = await self._adrive(plan, scorers)
-        return self._results(candidates, n, skipped, todo, outcome, (time.perf_counter() - t0) * 1e3)
+        return self._results(candidates, n, skipped, todo, outcome, (time.perf_counter() - t0) * 1e3, cuts)

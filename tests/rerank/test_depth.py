@@ -1,0 +1,145 @@
+"""Adaptive rerank depth: the policy, its JSON, Stage2 applying it, and fitting its thresholds."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankfunnel.errors import InvalidInputError
+from rankfunnel.eval.depth import depth_curve, fit_depth_policy, rerank_at_depth
+from rankfunnel.rerank.depth import DepthPolicy, signal_value
+from rankfunnel.rerank.fake import FakeReranker
+from rankfunnel.rerank.stage2 import Stage2
+from rankfunnel.types import Document, Hit
+
+
+def mk(scores, texts=None, prefix="d") -> list[Hit]:
+    texts = texts or [f"doc {i}" for i in range(len(scores))]
+    return [
+        Hit(id=f"{prefix}{i}", rank=i + 1, score=s, stage1_rank=i + 1, stage1_score=s,
+            document=Document(id=f"{prefix}{i}", text=t))
+        for i, (s, t) in enumerate(zip(scores, texts, strict=True))
+    ]
+
+
+def test_signals() -> None:
+    s = [3.0, 1.0, 1.0, 1.0]
+    assert signal_value("gap", s) == 2.0
+    assert signal_value("gap_z", s) == pytest.approx(2.0 / float(np.std(s)))
+    flat, peaked = signal_value("peak", [1.0] * 4), signal_value("peak", [9.0, 0.0, 0.0, 0.0])
+    assert flat == pytest.approx(-math.log(4)) and peaked > flat
+    assert signal_value("gap", [1.0]) == math.inf
+    with pytest.raises(InvalidInputError, match="unknown depth signal"):
+        signal_value("agreement", s)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"signal": "gap", "thresholds": (0.1, 0.5), "depths": (0, 10, 100)},  # increasing thresholds
+        {"signal": "gap", "thresholds": (0.5,), "depths": (0, 10, 100)},  # wrong count
+        {"signal": "gap", "thresholds": (0.5,), "depths": (10, 0)},  # decreasing depths
+        {"signal": "gap", "thresholds": (), "depths": (0,)},  # last depth 0
+        {"signal": "nope", "thresholds": (), "depths": (10,)},
+    ],
+)
+def test_bad_policies_are_refused(kw) -> None:
+    with pytest.raises(InvalidInputError):
+        DepthPolicy(**kw)
+
+
+def test_json_round_trip_and_bad_files(tmp_path: Path) -> None:
+    p = DepthPolicy("gap_z", (math.inf, 2.0, 1.0), (0, 10, 20, 100))
+    path = p.save(tmp_path / "p.json")
+    assert DepthPolicy.load(path) == p
+    assert '"thresholds": [\n    null' in path.read_text()  # inf (never) is stored as null
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InvalidInputError, match="must be JSON"):
+        DepthPolicy.load(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"kind": "something else"}')
+    with pytest.raises(InvalidInputError, match="not a depth policy"):
+        DepthPolicy.load(tmp_path / "other.json")
+    with pytest.raises(InvalidInputError, match="not found"):
+        DepthPolicy.load(tmp_path / "missing.json")
+
+
+def test_stage2_applies_the_depth_only_with_auto() -> None:
+    texts = ["boat", "tree", "car", "red car", "red car red", "sky"]
+    cands = mk([1.0, 0.95, 0.9, 0.8, 0.7, 0.6], texts)  # gap 0.05
+    policy = DepthPolicy("gap", (0.5, 0.01), (0, 3, 6))  # gap 0.05 -> depth 3
+    s2 = Stage2(FakeReranker(), depth=policy)
+    res = s2.run(["red car"], [cands], top_n=5, rerank="auto")[0]
+    assert res.reranked and res.pairs_scored == 3
+    assert res.hits[0].id == "d2" and {h.id for h in res.hits[:3]} == {"d0", "d1", "d2"}  # "car" wins the head
+    assert [h.id for h in res.hits[3:]] == ["d3", "d4"]  # past the depth: stage-1 order, no rerank score
+    assert all(h.rerank_score is None for h in res.hits[3:]) and [h.rank for h in res.hits] == [1, 2, 3, 4, 5]
+    full = s2.run(["red car"], [cands], top_n=5, rerank=True)[0]  # rerank=true: the whole list
+    assert full.pairs_scored == 6 and full.hits[0].id in {"d3", "d4"}
+    confident = mk([5.0, 0.1, 0.05], ["a", "b", "c"])
+    skipped = s2.run(["q"], [confident], top_n=3, rerank="auto")[0]
+    assert not skipped.reranked and "depth policy skipped" in (skipped.reason or "")
+
+    class Async:
+        async def score(self, pairs, timeout_s):
+            return FakeReranker().predict(pairs)
+
+    ares = asyncio.run(s2.arun(["red car"], [cands], top_n=5, scorers=[Async()], rerank="auto"))[0]
+    assert ares.hits == res.hits and ares.pairs_scored == 3
+
+
+def _synthetic(n: int = 40, size: int = 100):
+    """Half the queries: stage 1 is confident (big top-1 gap) and already right, the reranker agrees.
+    The other half: stage 1 is unsure and the relevant document sits at rank 40; only depth >= 50 finds it."""
+    rng = np.random.default_rng(0)
+    cands, qrels, scores = {}, {}, {}
+    for i in range(n):
+        q = f"q{i}"
+        confident = i % 2 == 0
+        s1 = np.sort(rng.uniform(0, 1, size))[::-1]
+        if confident:
+            s1[0] = s1[1] + 5.0
+        hits = mk(s1.tolist(), prefix=f"{q}-")
+        rel = 0 if confident else 40
+        sc = rng.uniform(0, 1, size)
+        sc[rel] = 10.0
+        cands[q], qrels[q], scores[q] = hits, {hits[rel].id: 1}, sc
+    return cands, qrels, scores
+
+
+def test_fit_saves_pairs_at_zero_loss_and_generalises() -> None:
+    cands, qrels, scores = _synthetic()
+    policy = fit_depth_policy(cands, qrels, scores, max_loss=0.0)
+    assert policy.choose(cands["q0"]) == 0 and policy.choose(cands["q1"]) in (50, 100)
+    train = {k: v for k, v in cands.items() if int(k[1:]) < 20}
+    test_c = {k: v for k, v in cands.items() if int(k[1:]) >= 20}
+    fitted = fit_depth_policy(train, qrels, scores, max_loss=0.0)
+    curve = depth_curve(test_c, qrels, scores, policy=fitted, n_resamples=200)
+    pol = curve["policy"]
+    assert pol["loss"] == pytest.approx(0.0) and pol["pairs_saved"] >= 0.5 - 1e-9
+    fixed = {p["label"]: p for p in curve["fixed"]}
+    assert fixed["top 10"]["loss"] > 0.2 and fixed["top 100"]["loss"] == 0.0  # shallow fixed depths lose
+    assert pol["loss_ci95"][0] <= 0.0 <= pol["loss_ci95"][1]
+
+
+def test_fit_respects_the_loss_bound_and_callable_scores() -> None:
+    cands, qrels, scores = _synthetic()
+    strict = fit_depth_policy(cands, qrels, lambda q, hits: scores[q], max_loss=0.0, depths=(0, 10, 100))
+    loose = fit_depth_policy(cands, qrels, scores, max_loss=1.0, depths=(0, 10, 100))
+    assert all(loose.choose(h) == 0 for h in cands.values())  # any loss allowed: never rerank
+    assert strict.choose(cands["q1"]) == 100
+    with pytest.raises(InvalidInputError, match="max_loss"):
+        fit_depth_policy(cands, qrels, scores, max_loss=-1)
+    with pytest.raises(InvalidInputError, match="nothing to fit"):
+        fit_depth_policy({}, qrels, scores)
+
+
+def test_rerank_at_depth_matches_stage2() -> None:
+    cands = mk([1.0, 0.9, 0.8, 0.7], ["x", "red car", "car", "red"])
+    raw = FakeReranker().predict([("red car", h.document.content) for h in cands])
+    policy = DepthPolicy("gap", (math.inf,), (0, 3))  # always depth 3
+    res = Stage2(FakeReranker(), depth=policy).run(["red car"], [cands], top_n=4, rerank="auto")[0]
+    assert [h.id for h in res.hits] == rerank_at_depth(cands, raw, 3)
