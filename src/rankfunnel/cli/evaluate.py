@@ -187,6 +187,14 @@ def eval_cmd(
             "over A with its 95%% CI, on the same stage-1 candidates. Replaces --reranker.",
         ),
     ] = None,
+    depth_policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--depth-policy",
+            help="Adaptive-depth policy JSON (fit_depth_policy / bench/adaptive_depth.py): per query, skip or "
+            "rerank only the top 10/20/50/100. Implies --rerank auto.",
+        ),
+    ] = None,
 ) -> None:
     """Measure stage-1 and reranked quality (NDCG, MRR, P, R, MAP), the lift with a 95% CI, and latency.
 
@@ -205,10 +213,19 @@ def eval_cmd(
     ks = parse_ints(k, "--k")
     if top_k < 1:
         raise InvalidInputError(f"--top-k must be >= 1, got {top_k}.")
+    policy = None
+    if depth_policy is not None:
+        from rankfunnel.rerank.depth import DepthPolicy
+
+        if rerank is RerankMode.off:
+            raise InvalidInputError("--depth-policy decides how deep to rerank: drop --rerank off.")
+        policy = DepthPolicy.load(depth_policy)
+        rerank = RerankMode.auto
     opts: dict[str, Any] = stage2_options(
         deadline_ms=deadline_ms, attempt_timeout_ms=attempt_timeout_ms, cache=cache,
         fail_closed=fail_closed, auto_margin=auto_margin,
     )
+    opts["depth_policy"] = policy
     opts["fallbacks"] = load_fallbacks(
         fallback, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route
     )
@@ -239,6 +256,8 @@ def eval_cmd(
             pipeline_options=opts,
         )
         summary = res.summary()
+        if policy is not None:
+            summary["depth_policy"] = policy.to_dict()
         summary["run_files"] = [str(f) for f in _write_runs(res, out / ds.name, retriever.value)]
         if sweep_fusion:
             from rankfunnel.eval.sweep import sweep_fusion as run_sweep

@@ -184,8 +184,8 @@ def depth_curve(
             "label": label,
             f"ndcg@{k}": lift.after,
             "pairs_per_query": pairs,
-            "loss": -lift.delta,
-            "loss_ci95": [-lift.ci_high, -lift.ci_low],
+            "loss": -lift.delta + 0.0,  # + 0.0: no "-0.0"
+            "loss_ci95": [-lift.ci_high + 0.0, -lift.ci_low + 0.0],
             "p_value": lift.p_value,
         }
 

@@ -1,0 +1,129 @@
+"""Adaptive rerank depth, measured: fit a depth policy on one split, judge it on another.
+
+For every query of both splits the stage-1 top ``--top-k`` (``--retriever``, the cached index that
+``rankfunnel eval`` builds) is scored once by the reranker at full depth; reranking at any smaller depth is
+then simulated exactly (the top ``d`` reordered, the rest in stage-1 order, as ``Stage2`` answers). The
+policy's thresholds are fitted on ``--train-split`` only (fewest pairs scored with a mean NDCG@10 loss of at
+most ``--max-loss`` against full depth); the curve is measured on ``--split``: NDCG@10 and pairs scored per
+query of the policy and of fixed depths, each with the paired 95% interval of its loss against full depth.
+
+Writes ``policy.json`` (for ``rankfunnel eval --depth-policy``), ``curve.json`` and ``curve.png`` to
+``--out``. When the dataset has no qrels for ``--train-split``, the ``--split`` queries are split in two
+halves by a hash of their id (fit on one, judge on the other) and the JSON says so.
+
+Run (the issue's measurement; needs ``make reranker`` first)::
+
+    .venv/bin/python bench/adaptive_depth.py ../shared/datasets/scifact \\
+        --reranker models/scifact-minilm-reranker --retriever dense --top-k 100 \\
+        --train-split train --split test --out out/bench/adaptive_depth/scifact
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", help="BEIR dataset folder")
+    p.add_argument("--reranker", required=True, help="reranker spec or folder (as `rankfunnel eval -r`)")
+    p.add_argument("--retriever", default="dense", choices=["dense", "bm25", "hybrid"])
+    p.add_argument("--embedder", default=None, help="embedder name (default: the project's default)")
+    p.add_argument("--top-k", type=int, default=100, help="stage-1 candidates per query (the full depth)")
+    p.add_argument("--depths", default="0,10,20,50,100", help="depths the policy chooses among (0 = skip)")
+    p.add_argument("--max-loss", type=float, default=0.005, help="NDCG@10 loss bound on the training split")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--split", default="test", help="the split the policy is judged on")
+    p.add_argument("--resamples", type=int, default=10_000)
+    p.add_argument("--cache-dir", default=".cache/indexes")
+    p.add_argument("--out", default="out/bench/adaptive_depth")
+    return p.parse_args(argv)
+
+
+def _candidates(ds: Any, col: Any, retriever: str, top_k: int) -> dict[str, list[Any]]:
+    qids = sorted(ds.queries)
+    hits = col.search_many([ds.queries[q] for q in qids], k=top_k + 1, retriever=retriever)
+    out = {}
+    for q, hs in zip(qids, hits, strict=True):
+        out[q] = [h for h in hs if h.id != ds.self_ids.get(q) and h.document is not None][:top_k]
+    return out
+
+
+def _half(qid: str) -> int:
+    return hashlib.sha256(qid.encode()).digest()[0] % 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from rankfunnel.embed import make_embedder
+    from rankfunnel.errors import InvalidInputError
+    from rankfunnel.eval.datasets import load_beir
+    from rankfunnel.eval.depth import depth_curve, fit_depth_policy, full_depth_scores, plot_curve
+    from rankfunnel.eval.runner import dataset_collection
+    from rankfunnel.rerank import load_reranker
+
+    folder = Path(args.dataset)
+    try:
+        depths = tuple(int(x) for x in args.depths.split(",") if x.strip())
+    except ValueError:
+        print(f"error: --depths must be comma-separated integers, got {args.depths!r}", file=sys.stderr)
+        return 2
+    if args.top_k < max(depths):
+        print(f"error: --top-k {args.top_k} is below the deepest depth {max(depths)}", file=sys.stderr)
+        return 2
+    try:
+        test = load_beir(folder, args.split)
+        has_train = (folder / "qrels" / f"{args.train_split}.tsv").is_file()
+        train = load_beir(folder, args.train_split) if has_train else test
+        reranker = load_reranker(args.reranker)
+        if reranker is None:
+            raise InvalidInputError(f"no reranker loaded for {args.reranker!r}")
+        emb = make_embedder(args.embedder) if args.embedder else make_embedder()
+        col = dataset_collection(test, emb, cache_dir=args.cache_dir, show_progress=False)
+        c_test = _candidates(test, col, args.retriever, args.top_k)
+        c_train = _candidates(train, col, args.retriever, args.top_k) if has_train else c_test
+        if not has_train:  # no training qrels: fit on one hash half of the judged queries, judge on the other
+            c_train = {q: h for q, h in c_test.items() if _half(q) == 0}
+            c_test = {q: h for q, h in c_test.items() if _half(q) == 1}
+        s_train = full_depth_scores(reranker, train.queries, c_train)
+        s_test = full_depth_scores(reranker, test.queries, c_test)
+        policy = fit_depth_policy(c_train, train.qrels, s_train, depths=depths, max_loss=args.max_loss)
+        curve = depth_curve(c_test, test.qrels, s_test, policy=policy, depths=depths, n_resamples=args.resamples)
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    curve.update({
+        "dataset": test.name,
+        "fit_on": args.train_split if has_train else f"hash half 0 of {args.split}",
+        "judged_on": args.split if has_train else f"hash half 1 of {args.split}",
+        "reranker": str(getattr(reranker, "name", args.reranker)),
+        "retriever": args.retriever,
+        "top_k": args.top_k,
+        "max_loss": args.max_loss,
+    })
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.save(out / "policy.json")
+    (out / "curve.json").write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
+    plot_curve(curve, out / "curve.png")
+    for p in [*curve["fixed"], curve["policy"]]:
+        lo, hi = p["loss_ci95"]
+        print(f"{p['label']:>8}: ndcg@10 {p['ndcg@10']:.4f}  pairs/query {p['pairs_per_query']:6.1f}  "
+              f"loss {p['loss']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    print(f"policy saves {curve['policy']['pairs_saved']:.1%} of the pairs of top {max(depths)}; "
+          f"fit on {curve['fit_on']}, judged on {curve['judged_on']} ({curve['queries']} queries); "
+          f"files in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
