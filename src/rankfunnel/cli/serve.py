@@ -165,6 +165,18 @@ def serve(
         ),
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    priority: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--priority",
+            help="Priority class policy CLASS=ITEMS (repeatable; classes high, normal, low; items depth:N, "
+            "share:F = fraction of the queue it may find before 429, stage1, idle), e.g. low=share:0.5,stage1.",
+        ),
+    ] = None,
+    priority_config: Annotated[
+        Path | None,
+        typer.Option("--priority-config", help='Priority classes as JSON: {"low": {"queue_share": 0.5}, ...}.'),
+    ] = None,
     reranker_api_key: RerankerApiKeyOpt = None,
     cpu_route: CpuRouteOpt = "auto",
     offline: OfflineOpt = False,
@@ -242,6 +254,8 @@ def _serve(
     api_key: list[str] | None,
     trust_remote_code: bool,
     log_level: str,
+    priority: list[str] | None,
+    priority_config: Path | None,
     reranker_api_key: str | None,
     cpu_route: str,
     offline: bool,
@@ -254,6 +268,7 @@ def _serve(
 ) -> None:
     from rankfunnel._optional import require
     from rankfunnel.service import Limits, ServiceConfig, create_app
+    from rankfunnel.service.priority import PriorityConfig
 
     uvicorn = require("uvicorn", "server")
     if not 0 < port < 65536:
@@ -264,6 +279,8 @@ def _serve(
         raise InvalidInputError("--backend milvus needs --milvus-uri (a Milvus Lite file or http://host:19530).")
     if index_dir is not None and not index_dir.exists():
         raise InvalidInputError(f"--index-dir {index_dir} does not exist; build it with `rankfunnel index`.")
+    classes = PriorityConfig.load(priority_config) if priority_config is not None else PriorityConfig()
+    classes = PriorityConfig.parse(priority or [], base=classes)
     keys = _api_keys(api_key)
     if host not in _LOOPBACK and not keys:
         logging.getLogger(__name__).warning(
@@ -297,6 +314,7 @@ def _serve(
             max_metadata_bytes=max_metadata_bytes,
         ),
         trust_remote_code=trust_remote_code,
+        priority=classes,
     )
     route = _reranker.check_route(cpu_route)
     specs: list[str] = []

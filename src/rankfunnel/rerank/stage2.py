@@ -594,11 +594,18 @@ class Stage2:
                 skipped[i] = why
         return skipped, todo
 
-    def _cuts(self, candidates: Sequence[Sequence[Hit]], todo: list[int], rerank: bool | str) -> dict[int, int]:
-        """Adaptive depth: the queries whose candidates are reranked only down to a depth (index -> depth)."""
-        if rerank != "auto" or self.depth is None:
-            return {}
-        cuts = {i: int(self.depth.choose(candidates[i])) for i in todo}
+    def _cuts(
+        self, candidates: Sequence[Sequence[Hit]], todo: list[int], rerank: bool | str, max_depth: int | None = None
+    ) -> dict[int, int]:
+        """The queries whose candidates are reranked only down to a depth (index -> depth).
+
+        The adaptive depth policy chooses it (``rerank="auto"``), capped by ``max_depth`` (a priority class).
+        """
+        cuts = {i: len(candidates[i]) for i in todo}
+        if rerank == "auto" and self.depth is not None:
+            cuts = {i: int(self.depth.choose(candidates[i])) for i in todo}
+        if max_depth is not None:
+            cuts = {i: min(d, max_depth) for i, d in cuts.items()}
         return {i: d for i, d in cuts.items() if 0 < d < len(candidates[i])}
 
     def _groups(self, queries: Sequence[str], candidates: Sequence[Sequence[Hit]], todo: list[int]
@@ -654,6 +661,7 @@ class Stage2:
         *,
         deadline: float | None = None,
         rerank: bool | str = True,
+        max_depth: int | None = None,
     ) -> list[Stage2Result]:
         """Rerank each query's stage-1 ``candidates`` (all queries' pairs in one scorer call); best ``top_n``.
 
@@ -663,6 +671,7 @@ class Stage2:
             top_n: Hits kept per query.
             deadline: Absolute ``time.monotonic()`` deadline of the request (see :meth:`deadline`).
             rerank: True, False (stage-1 order) or ``"auto"`` (the skip policy decides per query).
+            max_depth: Rerank at most this many candidates per query (the rest follow in stage-1 order).
 
         Raises:
             RerankerUnavailableError: every reranker failed and ``fail_open`` is False.
@@ -670,7 +679,7 @@ class Stage2:
         """
         n = check_count(top_n, field="top_n", maximum=None)
         skipped, todo = self._triage(queries, candidates, rerank)
-        cuts = self._cuts(candidates, todo, rerank)
+        cuts = self._cuts(candidates, todo, rerank, max_depth)
         heads = [c[: cuts[i]] if i in cuts else c for i, c in enumerate(candidates)]
         outcome = None
         t0 = time.perf_counter()
@@ -687,11 +696,12 @@ class Stage2:
         scorers: Sequence[AsyncScorer],
         deadline: float | None = None,
         rerank: bool | str = True,
+        max_depth: int | None = None,
     ) -> list[Stage2Result]:
         """:meth:`run` with awaitable scorers (one per chain member, e.g. the service's batchers)."""
         n = check_count(top_n, field="top_n", maximum=None)
         skipped, todo = self._triage(queries, candidates, rerank)
-        cuts = self._cuts(candidates, todo, rerank)
+        cuts = self._cuts(candidates, todo, rerank, max_depth)
         heads = [c[: cuts[i]] if i in cuts else c for i, c in enumerate(candidates)]
         outcome = None
         t0 = time.perf_counter()

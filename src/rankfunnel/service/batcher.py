@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class _Item:
     enqueued: float = field(default_factory=time.perf_counter)
     taken: bool = False
     deadline: float | None = None  # time.monotonic() after which the request no longer waits
+    priority: int = 1  # 0 = most urgent; served first (FIFO within a priority)
 
 
 BatchObserver = Callable[[int, int, float], None]
@@ -86,6 +88,12 @@ class MicroBatcher:
             ``AUTO_QUEUE_WAIT_DEADLINE_FRACTION`` of ``deadline_ms`` (see :meth:`queue_wait_bound_s`).
         on_batch: Optional observer called after each model call (for metrics).
         deadline_ms: The request deadline the ``"auto"`` bound must leave room within.
+        queue_shares: Per priority (index 0 = most urgent), the fraction of ``max_queue_pairs`` that requests
+            of that priority may fill; a request finding more queued is refused first (429). None: all 1.0.
+
+    Priorities: :meth:`predict` takes ``priority`` (0 = most urgent, default 1); the queue is served most
+    urgent first, first-in first-out within a priority, so under load the least urgent requests wait
+    longest and (with ``queue_shares``) are refused first.
 
     Examples:
         >>> import asyncio
@@ -108,6 +116,7 @@ class MicroBatcher:
         max_queue_wait_ms: float | Literal["auto"] | None = None,
         on_batch: BatchObserver | None = None,
         deadline_ms: float = 10_000.0,
+        queue_shares: Sequence[float] | None = None,
     ) -> None:
         self.reranker = reranker
         self.name = str(getattr(reranker, "name", type(reranker).__name__))
@@ -121,7 +130,12 @@ class MicroBatcher:
         )
         self.deadline_s = deadline_ms / 1e3
         self.on_batch = on_batch
-        self._queue: deque[_Item] = deque()
+        # a heap of (priority, arrival number, item): most urgent first, FIFO within a priority
+        self._queue: list[tuple[int, int, _Item]] = []
+        self._arrivals = itertools.count()
+        self.queue_shares = tuple(float(x) for x in queue_shares) if queue_shares is not None else ()
+        if any(not (math.isfinite(x) and 0 < x <= 1) for x in self.queue_shares):
+            raise ValueError(f"queue_shares must be fractions in (0, 1], got {queue_shares!r}")
         self._pending_pairs = 0
         self._busy_pairs = 0
         self._wakeup: asyncio.Event | None = None
@@ -152,7 +166,7 @@ class MicroBatcher:
                 await self._task
             self._task = None
         while self._queue:
-            item = self._queue.popleft()
+            _, _, item = heapq.heappop(self._queue)
             if not item.future.done():
                 item.future.set_exception(
                     OverloadedError("The service is shutting down; retry shortly.", 1.0)
@@ -196,7 +210,14 @@ class MicroBatcher:
         return float(max(1, math.ceil((self._pending_pairs + self._busy_pairs) / self._pairs_per_s)))
 
     # -- scoring --------------------------------------------------------------------------------------------
-    async def predict(self, pairs: Sequence[tuple[str, str]], *, timeout_s: float | None = None) -> np.ndarray:
+    def _share(self, priority: int) -> float:
+        if not self.queue_shares:
+            return 1.0
+        return self.queue_shares[min(max(priority, 0), len(self.queue_shares) - 1)]
+
+    async def predict(
+        self, pairs: Sequence[tuple[str, str]], *, timeout_s: float | None = None, priority: int = 1
+    ) -> np.ndarray:
         """Raw scores for ``pairs``, scored together with other requests' pairs.
 
         ``timeout_s`` is the time this request has left: a reranker whose ``predict`` takes ``timeout=``
@@ -214,6 +235,15 @@ class MicroBatcher:
         if self._closed or self._wakeup is None:
             raise OverloadedError(
                 "The reranker worker is not running (starting or shutting down); retry shortly.", 1.0
+            )
+        share = self._share(priority)
+        if share < 1.0 and self._pending_pairs > 0 and self._pending_pairs + n > share * self.max_queue_pairs:
+            wait = self.retry_after()
+            raise OverloadedError(
+                f"The rerank queue is {self._pending_pairs} pairs long; requests of priority {priority} may "
+                f"only queue up to {share:.0%} of max_queue_pairs={self.max_queue_pairs} (more urgent ones are "
+                f"served first); retry after {wait:.0f} s or send a more urgent request.",
+                wait,
             )
         if self._pending_pairs > 0 and self._pending_pairs + n > self.max_queue_pairs:
             wait = self.retry_after()
@@ -239,8 +269,9 @@ class MicroBatcher:
             tokens=estimate_tokens(pairs),
             future=fut,
             deadline=None if timeout_s is None else time.monotonic() + timeout_s,
+            priority=int(priority),
         )
-        self._queue.append(item)
+        heapq.heappush(self._queue, (item.priority, next(self._arrivals), item))
         self._pending_pairs += n
         self._wakeup.set()
         try:
@@ -255,15 +286,15 @@ class MicroBatcher:
         batch: list[_Item] = []
         tokens = pairs = 0
         while self._queue:
-            item = self._queue[0]
+            item = self._queue[0][2]
             if item.taken or item.future.done():  # cancelled while waiting
-                self._queue.popleft()
+                heapq.heappop(self._queue)
                 continue
             if batch and (
                 tokens + item.tokens > self.max_batch_tokens or pairs + len(item.pairs) > self.max_batch_pairs
             ):
                 break
-            self._queue.popleft()
+            heapq.heappop(self._queue)
             item.taken = True
             self._pending_pairs -= len(item.pairs)
             batch.append(item)
@@ -273,7 +304,7 @@ class MicroBatcher:
 
     def _budget_full(self) -> bool:
         tokens = pairs = 0
-        for item in self._queue:
+        for _, _, item in self._queue:
             if item.taken or item.future.done():
                 continue
             tokens += item.tokens

@@ -11,6 +11,7 @@ from typing import Literal
 
 from rankfunnel import defaults
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.service.priority import PriorityConfig
 
 
 def _positive(name: str, value: float, *, integer: bool = False) -> None:
@@ -98,6 +99,8 @@ class ServiceConfig:
         trust_remote_code: Allow model repositories to run their own code (off by default).
         warmup: Report ready (``/readyz``) only after every model scored one warm-up batch and stage 1 ran
             one search; ``False`` reports ready as soon as the workers run (tests that count model calls).
+        priority: Priority classes (high, normal, low) and what each gets: queue order, queue share before
+            429, rerank depth, stage 1 only (:class:`~rankfunnel.service.priority.PriorityConfig`).
 
     Examples:
         >>> ServiceConfig(max_wait_ms=2, deadline_ms=500).fail_open
@@ -123,6 +126,7 @@ class ServiceConfig:
     limits: Limits = field(default_factory=Limits)
     trust_remote_code: bool = False
     warmup: bool = True
+    priority: PriorityConfig = field(default_factory=PriorityConfig)
 
     def __post_init__(self) -> None:
         _positive("max_batch_tokens", self.max_batch_tokens, integer=True)

@@ -33,6 +33,8 @@ from rankfunnel.rerank.variants import VariantSplit
 from rankfunnel.service.batcher import MicroBatcher
 from rankfunnel.service.config import ServiceConfig
 from rankfunnel.service.metrics import ServiceMetrics
+from rankfunnel.service.priority import CLASSES as PRIORITY_CLASSES
+from rankfunnel.service.priority import DEFAULT_CLASS, rank_of
 from rankfunnel.types import Document, Hit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -72,13 +74,16 @@ class BatcherScorer:
     requests in the batch, so no model call outlives every request waiting for it.
     """
 
-    def __init__(self, batcher: MicroBatcher) -> None:
+    def __init__(self, batcher: MicroBatcher, priority: int = 1) -> None:
         self.batcher = batcher
+        self.priority = priority  # the batcher's priority (0 = most urgent; see service/priority.py)
 
     async def score(self, pairs: Sequence[tuple[str, str]], timeout_s: float | None) -> np.ndarray:
         if timeout_s is None:
-            return await self.batcher.predict(pairs)
-        return await asyncio.wait_for(self.batcher.predict(pairs, timeout_s=timeout_s), max(timeout_s, 0.0))
+            return await self.batcher.predict(pairs, priority=self.priority)
+        return await asyncio.wait_for(
+            self.batcher.predict(pairs, timeout_s=timeout_s, priority=self.priority), max(timeout_s, 0.0)
+        )
 
 
 class RerankEngine:
@@ -137,10 +142,15 @@ class RerankEngine:
                 max_queue_wait_ms=config.max_queue_wait_ms,
                 on_batch=metrics.batch_observer(str(r.name)) if metrics else None,
                 deadline_ms=config.deadline_ms,
+                queue_shares=config.priority.queue_shares(),
             )
             for r in self.rerankers
         ]
         self.scorers = [BatcherScorer(b) for b in self.batchers]
+        # one scorer set per priority class (the batchers serve the most urgent first)
+        self.class_scorers = {
+            c: [BatcherScorer(b, priority=rank_of(c)) for b in self.batchers] for c in PRIORITY_CLASSES
+        }
         # Collections (SQLite, Faiss, BM25) are touched from one thread only: safe whatever their locking.
         self._collection_thread = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="rankfunnel-collection"
@@ -243,6 +253,7 @@ class RerankEngine:
         *,
         timeout_ms: float | None = None,
         deadline: float | None = None,
+        priority: str = DEFAULT_CLASS,
     ) -> Scored:
         """Raw and normalised scores of ``docs`` for ``query`` through the library's stage 2 and the batchers.
 
@@ -255,7 +266,8 @@ class RerankEngine:
         if deadline is None:
             deadline = self.deadline(timeout_ms)
         try:
-            return await self.stage2_policy.ascore(query, docs, scorers=self.scorers, deadline=deadline)
+            scorers = self.class_scorers.get(priority, self.scorers)
+            return await self.stage2_policy.ascore(query, docs, scorers=scorers, deadline=deadline)
         except OverloadedError:
             if self.metrics is not None:
                 self.metrics.rejected.inc()
@@ -306,18 +318,29 @@ class RerankEngine:
         rerank: bool | str = True,
         timeout_ms: float | None = None,
         deadline: float | None = None,
+        priority: str = DEFAULT_CLASS,
     ) -> SearchResult:
         """Rerank stage-1 candidates (or explain why not) and return the final answer.
 
         ``deadline`` (from :meth:`deadline` when the request started) covers the whole request; without it
-        one is set now from ``timeout_ms``.
+        one is set now from ``timeout_ms``. ``priority`` is the request's class: its policy may cap the
+        depth or answer stage 1 only (``ServiceConfig.priority``).
         """
         if deadline is None:
             deadline = self.deadline(timeout_ms)
+        policy = self.config.priority.policies.get(priority)
+        if policy is not None and rerank is not False and self.batchers:
+            if policy.stage1_only:
+                return self.stage1_result(s1, f"priority class {priority!r} is served stage 1 only")
+            if policy.idle_only and (self.batchers[0].queue_pairs or self.batchers[0].busy_pairs):
+                return self.stage1_result(
+                    s1, f"priority class {priority!r} is reranked only when the reranker is idle; it is busy"
+                )
         try:
             (r,) = await self.stage2_policy.arun(
-                [s1.query], [list(s1.candidates)], s1.top_n, scorers=self.scorers, deadline=deadline,
-                rerank=rerank,
+                [s1.query], [list(s1.candidates)], s1.top_n, deadline=deadline, rerank=rerank,
+                scorers=self.class_scorers.get(priority, self.scorers),
+                max_depth=policy.depth if policy is not None else None,
             )
         except OverloadedError:
             if self.metrics is not None:
@@ -346,11 +369,12 @@ class RerankEngine:
         filter: Any = None,
         rerank: bool | str = True,
         timeout_ms: float | None = None,
+        priority: str = DEFAULT_CLASS,
     ) -> SearchResult:
         """Stage 1 then stage 2, as one blocking answer."""
         deadline = self.deadline(timeout_ms)
         s1 = await self.stage1(query, top_k=top_k, top_n=top_n, retriever=retriever, filter=filter)
-        return await self.stage2(s1, rerank=rerank, deadline=deadline)
+        return await self.stage2(s1, rerank=rerank, deadline=deadline, priority=priority)
 
     # -- traffic policies: A/B variant, then shadow (rankfunnel.service.traffic) ------------------------------
     def _variant_engine(self, variant: str | None) -> RerankEngine:
@@ -363,21 +387,34 @@ class RerankEngine:
                 self.traffic_metrics.variant_latency.labels(variant=variant).observe(seconds)
 
     async def stage2_variant(
-        self, s1: Stage1, *, variant: str | None, rerank: bool | str = True, deadline: float | None = None
+        self,
+        s1: Stage1,
+        *,
+        variant: str | None,
+        rerank: bool | str = True,
+        deadline: float | None = None,
+        priority: str = DEFAULT_CLASS,
     ) -> SearchResult:
         """:meth:`stage2` by the request's A/B variant; then the answer is offered to the shadow (if any)."""
-        res = await self._variant_engine(variant).stage2(s1, rerank=rerank, deadline=deadline)
+        res = await self._variant_engine(variant).stage2(s1, rerank=rerank, deadline=deadline, priority=priority)
         self._observe_variant(variant, "search", res.timings_ms.get("rerank_ms", 0.0) / 1e3 if res.reranked else None)
         if self.shadow is not None:  # only enqueues: the shadow scores in its own thread with its own model
             self.shadow.offer(s1.query, s1.candidates, res.hits, extra={"variant": variant} if variant else None)
         return res
 
     async def score_variant(
-        self, query: str, docs: Sequence[str], *, variant: str | None, route: str, timeout_ms: float | None = None
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        variant: str | None,
+        route: str,
+        timeout_ms: float | None = None,
+        priority: str = DEFAULT_CLASS,
     ) -> Scored:
         """:meth:`score` by the request's A/B variant; then the ranking is offered to the shadow (if any)."""
         t0 = time.perf_counter()
-        scored = await self._variant_engine(variant).score(query, docs, timeout_ms=timeout_ms)
+        scored = await self._variant_engine(variant).score(query, docs, timeout_ms=timeout_ms, priority=priority)
         self._observe_variant(variant, route, time.perf_counter() - t0 if scored.raw is not None else None)
         if self.shadow is not None and scored.normalised is not None:
             cands = [

@@ -29,6 +29,8 @@ from rankfunnel.service.limits import (
     check_query,
     check_top,
 )
+from rankfunnel.service.priority import HEADER as PRIORITY_HEADER
+from rankfunnel.service.priority import request_class
 from rankfunnel.service.schemas import (
     CohereDocument,
     CohereRerankRequest,
@@ -134,24 +136,30 @@ async def search(req: SearchRequest, request: Request) -> Any:
     check_query(req.query, engine.config.limits)
     check_top(req.top_k, req.top_n, engine.config.limits)
     check_json_size(req.filter, engine.config.limits, field="filter")
+    cls = request_class(header=request.headers.get(PRIORITY_HEADER))
     s1 = await engine.stage1(
         req.query, top_k=req.top_k, top_n=req.top_n, retriever=req.retriever, filter=req.filter
     )
     variant = pick_variant(engine, request, req.query)
     vheaders = {VARIANT_HEADER: variant} if variant else {}
     if req.mode == "blocking":
-        res = await engine.stage2_variant(s1, variant=variant, rerank=req.rerank, deadline=deadline)
-        return JSONResponse(_with_variant(res.to_dict(with_text=req.return_text), variant), headers=vheaders)
+        res = await engine.stage2_variant(
+            s1, variant=variant, rerank=req.rerank, deadline=deadline, priority=cls
+        )
+        body = {**_with_variant(res.to_dict(with_text=req.return_text), variant), "priority": cls}
+        return JSONResponse(body, headers=vheaders)
 
     async def events() -> AsyncIterator[bytes]:
         first = engine.stage1_result(s1, "two-phase: stage-1 results; the reranked list follows")
-        yield _sse("stage1", first.to_dict(with_text=req.return_text))
+        yield _sse("stage1", {**first.to_dict(with_text=req.return_text), "priority": cls})
         try:
-            final = await engine.stage2_variant(s1, variant=variant, rerank=req.rerank, deadline=deadline)
+            final = await engine.stage2_variant(
+                s1, variant=variant, rerank=req.rerank, deadline=deadline, priority=cls
+            )
         except RankfunnelError as exc:
             yield _sse("error", {"detail": str(exc), "error": type(exc).__name__})
             return
-        yield _sse("reranked", _with_variant(final.to_dict(with_text=req.return_text), variant))
+        yield _sse("reranked", {**_with_variant(final.to_dict(with_text=req.return_text), variant), "priority": cls})
 
     return StreamingResponse(
         events(),
@@ -214,7 +222,7 @@ def _check_model(engine: RerankEngine, model: str | None) -> None:
 
 async def _rerank(
     engine: RerankEngine, query: str, docs: Sequence[str], top_n: int | None, timeout_ms: float | None = None,
-    *, request: Request, response: Response, route: str,
+    *, request: Request, response: Response, route: str, priority: str = "normal",
 ) -> tuple[Scored, np.ndarray]:
     """Score through the request's A/B variant (named in the response's header) and offer it to the shadow."""
     check_query(query, engine.config.limits)
@@ -224,7 +232,9 @@ async def _rerank(
     variant = pick_variant(engine, request, query)
     if variant is not None:
         response.headers[VARIANT_HEADER] = variant
-    scored = await engine.score_variant(query, docs, variant=variant, route=route, timeout_ms=timeout_ms)
+    scored = await engine.score_variant(
+        query, docs, variant=variant, route=route, timeout_ms=timeout_ms, priority=priority
+    )
     if scored.raw is None:
         raise RerankerUnavailableError(f"{scored.reason}. Retry later; keep your own order meanwhile.")
     order = np.argsort(-scored.raw, kind="stable")
@@ -277,6 +287,7 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
             extra = {k: v for k, v in _cohere_document(d).items() if k != "text"}
             check_json_size(extra, engine.config.limits, field=f"documents[{i}] (its fields other than text)")
     texts = [_cohere_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
+    cls = request_class(cohere_priority=req.priority, header=request.headers.get(PRIORITY_HEADER))
     warnings: list[str] = []
     if req.max_tokens_per_doc is not None:
         cap = req.max_tokens_per_doc * CHARS_PER_TOKEN
@@ -293,7 +304,8 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
         warnings.append("relevant_spans is not supported here; no spans are returned")
     headers = Response()
     scored, order = await _rerank(
-        engine, req.query, texts, req.top_n, req.timeout_ms, request=request, response=headers, route="cohere"
+        engine, req.query, texts, req.top_n, req.timeout_ms, request=request, response=headers, route="cohere",
+        priority=cls,
     )
     assert scored.normalised is not None
     results: list[dict[str, Any]] = []
@@ -308,6 +320,7 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
         "billed_units": {"search_units": 1},
         "model": scored.model,
         "cached_pairs": scored.cached,
+        "priority": {"class": cls, "requested": req.priority},
     }
     if req.model and req.model != scored.model:
         warnings.append(f"model {req.model!r} is not served here; scored with {scored.model!r}")
@@ -324,7 +337,7 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
 
 @router.post("/v2/rerank", response_model=CohereRerankResponse, tags=["rerank"])
 async def rerank_cohere_v2(req: CohereRerankRequest, request: Request) -> JSONResponse:
-    """Cohere v2 rerank shape (``cohere.ClientV2``); ``priority`` is accepted and ignored for now."""
+    """Cohere v2 rerank shape (``cohere.ClientV2``); ``priority`` 0 is served first (``meta.priority``)."""
     return await _rerank_cohere(req, request, "2")
 
 
@@ -342,15 +355,17 @@ async def rerank_zeroentropy(
     t0 = time.perf_counter()
     engine = engine_of(request)
     _check_model(engine, req.model)
+    cls = request_class(latency=req.latency, header=request.headers.get(PRIORITY_HEADER))
     t_score = time.perf_counter()
     scored, order = await _rerank(
-        engine, req.query, req.documents, req.top_n, request=request, response=response, route="zeroentropy"
+        engine, req.query, req.documents, req.top_n, request=request, response=response, route="zeroentropy",
+        priority=cls,
     )
     assert scored.normalised is not None
     t_end = time.perf_counter()
     return ZeroEntropyRerankResponse(
         results=[ZeroEntropyResult(index=int(i), relevance_score=float(scored.normalised[i])) for i in order],
-        actual_latency_mode=req.latency or "fast",
+        actual_latency_mode="slow" if cls == "low" else "fast",
         e2e_latency=t_end - t0,
         inference_latency=t_end - t_score,
         total_bytes=sum(len(d.encode("utf-8", "surrogatepass")) for d in req.documents) + len(req.query),
@@ -366,7 +381,10 @@ async def rerank_tei(req: TEIRerankRequest, request: Request, response: Response
     if req.truncate:
         cap = engine.config.limits.max_doc_chars
         texts = [_truncate(t, cap, left=req.truncation_direction.lower() == "left") for t in texts]
-    scored, order = await _rerank(engine, req.query, texts, None, request=request, response=response, route="tei")
+    cls = request_class(header=request.headers.get(PRIORITY_HEADER))
+    scored, order = await _rerank(
+        engine, req.query, texts, None, request=request, response=response, route="tei", priority=cls
+    )
     values = scored.raw if req.raw_scores else scored.normalised
     assert values is not None
     return [

@@ -90,6 +90,7 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     timings_ms: dict[str, float]
     variant: str | None = Field(None, description="The A/B variant that answered (servers started with --variant).")
+    priority: str | None = Field(None, description="The priority class applied (X-Priority header).")
 
 
 class DocumentIn(_Strict):
@@ -146,7 +147,10 @@ class CohereRerankRequest(_Strict):
     )
     return_documents: bool = Field(False, description="Echo each document (all its fields) in the results.")
     priority: int | None = Field(
-        None, description="Cohere v2 field; accepted and ignored for now (every request has the same priority)."
+        None,
+        ge=0,
+        description="Cohere v2 field: 0 = most urgent (class high), 1 = normal, 2 or more = low; served most "
+        "urgent first, the least urgent refused first under load. meta.priority says which class applied.",
     )
     relevant_spans: dict[str, Any] | None = Field(
         None, description="Cohere v2 field; not supported (no spans are returned; meta.warnings says so)."
@@ -186,7 +190,8 @@ class ZeroEntropyResult(BaseModel):
 class ZeroEntropyRerankResponse(BaseModel):
     results: list[ZeroEntropyResult]
     actual_latency_mode: Literal["fast", "slow"] = Field(
-        description='The requested latency mode ("fast" when none was asked for; both run the same way here).'
+        description='The mode applied: "slow" when the request was served as priority class low (latency '
+        '"slow", or X-Priority: low), else "fast".'
     )
     e2e_latency: float = Field(description="Seconds from request parsed to response built.")
     inference_latency: float = Field(description="Seconds spent scoring (batch queue, cache and model).")

@@ -1,0 +1,134 @@
+"""Priority classes: most urgent served first, the lowest class refused first, and the applied class in answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from svc_helpers import served
+from typer.testing import CliRunner
+
+from rankfunnel.cli import app as cli_app
+from rankfunnel.errors import InvalidInputError, OverloadedError
+from rankfunnel.rerank.fake import FakeReranker
+from rankfunnel.service import ServiceConfig
+from rankfunnel.service.batcher import MicroBatcher
+from rankfunnel.service.priority import ClassPolicy, PriorityConfig, request_class
+
+
+class Recorder(FakeReranker):
+    """A slow fake that records the query of every pair it scores, in order."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s=delay_s)
+        self.seen: list[str] = []
+
+    def predict(self, pairs):
+        self.seen.extend(q for q, _ in pairs)
+        return super().predict(pairs)
+
+
+def test_batcher_serves_most_urgent_first_fifo_within_a_class() -> None:
+    model = Recorder(delay_s=0.03)
+
+    async def body():
+        async with MicroBatcher(model, max_batch_pairs=1, max_wait_ms=0) as b:
+            blocker = asyncio.create_task(b.predict([("blocker", "d")]))
+            await asyncio.sleep(0.01)  # the worker is busy scoring the blocker: everything else queues
+            mix = [(f"{c}{i}", p) for i in range(3) for c, p in (("low", 2), ("normal", 1), ("high", 0))]
+            tasks = [asyncio.create_task(b.predict([(q, "d")], priority=p)) for q, p in mix]
+            await asyncio.gather(blocker, *tasks)
+
+    asyncio.run(body())
+    assert model.seen == ["blocker", "high0", "high1", "high2", "normal0", "normal1", "normal2",
+                          "low0", "low1", "low2"]
+
+
+def test_overload_refuses_the_lowest_class_first() -> None:
+    model = FakeReranker(delay_s=0.05)
+
+    async def body():
+        async with MicroBatcher(model, max_batch_pairs=1, max_wait_ms=0, max_queue_pairs=10,
+                                queue_shares=(1.0, 1.0, 0.5)) as b:
+            busy = asyncio.create_task(b.predict([("busy", "d")]))
+            await asyncio.sleep(0.01)
+            queued = [asyncio.create_task(b.predict([("q", "d")], priority=1)) for _ in range(5)]
+            await asyncio.sleep(0)
+            with pytest.raises(OverloadedError, match="priority 2 may only queue up to 50%") as low:
+                await b.predict([("low", "d")], priority=2)
+            assert low.value.retry_after >= 1
+            high = await b.predict([("high", "d")] * 4, priority=0)  # 5 + 4 <= 10: accepted
+            await asyncio.gather(busy, *queued)
+            return high
+
+    assert len(asyncio.run(body())) == 4
+    with pytest.raises(ValueError, match="queue_shares"):
+        MicroBatcher(model, queue_shares=(1.0, 0.0))
+
+
+def test_request_class_and_config_parsing(tmp_path: Path) -> None:
+    assert [request_class(cohere_priority=p) for p in (0, 1, 2, 9)] == ["high", "normal", "low", "low"]
+    assert request_class(latency="fast") == "high" and request_class(latency="slow", header="high") == "low"
+    with pytest.raises(InvalidInputError, match="X-Priority must be one of"):
+        request_class(header="urgent")
+    cfg = PriorityConfig.parse(["high=depth:100", "low=share:0.25,stage1", "normal=idle"])
+    assert cfg.policies["high"] == ClassPolicy(depth=100)
+    assert cfg.queue_shares() == (1.0, 1.0, 0.25) and cfg.policies["normal"].idle_only
+    for bad in ["urgent=depth:1", "low", "low=depth:x", "low=share:2", "low=depth:0", "low=fast"]:
+        with pytest.raises(InvalidInputError):
+            PriorityConfig.parse([bad])
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"low": {"queue_share": 0.3, "stage1_only": True}}))
+    loaded = PriorityConfig.load(path)
+    assert loaded.policies["low"] == ClassPolicy(queue_share=0.3, stage1_only=True)
+    assert loaded.policies["high"] == ClassPolicy()  # classes not given keep their default
+    path.write_text(json.dumps({"low": {"speed": 1}}))
+    with pytest.raises(InvalidInputError, match="fields are queue_share"):
+        PriorityConfig.load(path)
+
+
+def test_responses_name_the_applied_class() -> None:
+    cfg = ServiceConfig(max_wait_ms=1, cache_size=0, priority=PriorityConfig.parse(["low=stage1", "high=depth:2"]))
+
+    async def body():
+        async with served(cfg, rerankers=[FakeReranker()]) as c:
+            co = (await c.post("/v2/rerank", json={"query": "red", "documents": ["red", "b"], "priority": 0})).json()
+            co_default = (await c.post("/v2/rerank", json={"query": "red", "documents": ["red"]})).json()
+            neg = await c.post("/v2/rerank", json={"query": "red", "documents": ["red"], "priority": -1})
+            ze = (await c.post("/v1/models/rerank", json={"query": "red", "documents": ["red"], "latency": "slow"}))
+            ze_hdr = await c.post("/v1/models/rerank", json={"query": "red", "documents": ["red"]},
+                                  headers={"X-Priority": "low"})
+            bad = await c.post("/rerank", json={"query": "red", "texts": ["red"]}, headers={"X-Priority": "asap"})
+            body = {"query": "python list error", "top_k": 6, "top_n": 4}
+            low = (await c.post("/v1/search", json=body, headers={"X-Priority": "low"})).json()
+            high = (await c.post("/v1/search", json=body, headers={"X-Priority": "high"})).json()
+            normal = (await c.post("/v1/search", json=body)).json()
+            return co, co_default, neg, ze.json(), ze_hdr.json(), bad, low, high, normal
+
+    co, co_default, neg, ze, ze_hdr, bad, low, high, normal = asyncio.run(body())
+    assert co["meta"]["priority"] == {"class": "high", "requested": 0}
+    assert co_default["meta"]["priority"] == {"class": "normal", "requested": None}
+    assert neg.status_code == 422
+    assert ze["actual_latency_mode"] == "slow" and ze_hdr["actual_latency_mode"] == "slow"
+    assert bad.status_code == 422 and "X-Priority" in bad.text
+    assert low["priority"] == "low" and low["reranked"] is False and "stage 1 only" in low["reason"]
+    assert high["priority"] == "high" and high["reranked"] and high["timings_ms"]["pairs_scored"] == 2
+    assert [h["rerank_score"] is None for h in high["hits"]] == [False, False, True, True]  # past depth 2
+    assert normal["priority"] == "normal" and normal["timings_ms"]["pairs_scored"] == 6
+
+
+def test_serve_priority_flags(monkeypatch, tmp_path: Path) -> None:
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: seen.update(app=application))
+    (tmp_path / "p.json").write_text(json.dumps({"high": {"depth": 100}}))
+    res = CliRunner().invoke(cli_app, ["serve", "--reranker", "fake", "--priority-config", str(tmp_path / "p.json"),
+                                       "--priority", "low=share:0.2,stage1"])
+    assert res.exit_code == 0, res.output
+    pr = seen["app"].state.config.priority
+    assert pr.policies["high"].depth == 100 and pr.policies["low"] == ClassPolicy(queue_share=0.2, stage1_only=True)
+    bad = CliRunner().invoke(cli_app, ["serve", "--reranker", "fake", "--priority", "urgent=depth:5"])
+    assert bad.exit_code == 2 and "--priority" in bad.output
