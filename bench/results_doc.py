@@ -196,5 +196,32 @@ def write_markdown(
             )
         plot_delta_histogram({r["dataset"]: r["rerank_deltas"] for r in reranked}, img_dir / "rerank_delta.png")
         lines += ["", f"![Per-query change]({rel_img / 'rerank_delta.png'})"]
+    lines += ["", ADAPTIVE_DEPTH.rstrip("\n")]
     lines += ["", f"Command: `{meta.get('command')}`", ""]
     out.write_text("\n".join(lines), encoding="utf-8")
+
+
+#: Kept in docs/results.md by every regeneration until bench/adaptive_depth.py has been run on real data.
+ADAPTIVE_DEPTH = r"""## Adaptive depth
+
+**Not measured yet.** The issue's measurement (SciFact test, the reranker trained by `make reranker`, dense top
+100 as candidates) needs that 25-minute training run, which has not been run on this machine. The mechanism
+and its fitting are in place and tested (`rankfunnel.rerank.depth`, `rankfunnel.eval.depth`); these commands
+produce the numbers and the plot:
+
+```bash
+make reranker                                    # trains models/scifact-minilm-reranker (about 25 min on 2 CPUs)
+.venv/bin/python bench/adaptive_depth.py ../shared/datasets/scifact \
+    --reranker models/scifact-minilm-reranker --retriever dense --top-k 100 \
+    --train-split train --split test --max-loss 0.005 --out out/bench/adaptive_depth/scifact
+# -> policy.json (thresholds fitted on train only), curve.json and curve.png (NDCG@10 against reranker pairs
+#    scored per query: stage 1, fixed top 10/20/50/100 and the policy, each with the paired 95% interval of
+#    its loss against top 100)
+rankfunnel eval ../shared/datasets/scifact --retriever dense --top-k 100 \
+    --reranker models/scifact-minilm-reranker --depth-policy out/bench/adaptive_depth/scifact/policy.json
+```
+
+The issue's target: at least 50% fewer pairs than fixed top 100 with an NDCG@10 loss of at most 0.005 whose 95%
+interval includes 0; also run the script on a dataset where the trained reranker hurts (e.g. nfcorpus, which
+has no train qrels: the script then fits on one hash half of the test queries and judges on the other).
+"""
