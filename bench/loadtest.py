@@ -12,6 +12,11 @@ For each model (the fake reranker, and a real local MiniLM-L6 cross-encoder buil
    gets 429 + Retry-After. ``--tuned`` instead bounds the queue by hand (``--max-queue-wait-ms``,
    ``--max-inflight``). Real models get longer levels (``--real-duration``): a request takes seconds on a CPU.
 
+``--priority-mix high:0.2,normal:0.3,low:0.5`` sends each request of step 3 with a Cohere ``priority``
+(0 high, 1 normal, 2 low) drawn from the mix and reports, per load level, each class's p95 and 429s, and
+``high_p95_ratio`` = high's p95 at the highest level over its p95 at the lowest (e.g. ``--levels 0.3 2``):
+the issue asks for at most 1.2 at 2x capacity, with the low class absorbing the 429s.
+
 The server runs in a subprocess (``rankfunnel serve`` on 127.0.0.1, a free port) so that the load generator
 does not share its interpreter. Results: a table on stdout and JSON in ``out/loadtest.json``.
 """
@@ -235,16 +240,55 @@ async def capacity(
         await client.aclose()
 
 
+CLASS_PRIORITY = {"high": 0, "normal": 1, "low": 2}
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``high:0.2,normal:0.3,low:0.5`` -> class weights (normalised to sum 1)."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        name, _, weight = part.partition(":")
+        if name not in CLASS_PRIORITY:
+            raise SystemExit(f"--priority-mix: unknown class {name!r}; use high, normal, low (e.g. high:0.2,low:0.8)")
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise SystemExit(f"--priority-mix: weight of {name!r} must be a number, got {weight!r}") from None
+    total = sum(mix.values())
+    if not mix or total <= 0 or any(w < 0 for w in mix.values()):
+        raise SystemExit("--priority-mix needs non-negative weights with a positive sum, e.g. high:0.2,low:0.8")
+    return {k: v / total for k, v in mix.items()}
+
+
+def _class_stats(out: list[tuple[int, float, float]], classes: list[str]) -> dict[str, Any]:
+    stats: dict[str, Any] = {}
+    for cls in dict.fromkeys(classes):
+        rows = [o for o, c in zip(out, classes, strict=True) if c == cls]
+        ok = [lat for s, lat, _ in rows if s == 200]
+        stats[cls] = {
+            "requests": len(rows),
+            "ok": len(ok),
+            "rejected_429": sum(s == 429 for s, _, _ in rows),
+            "p50_ms": float(np.percentile(ok, 50) * 1e3) if ok else float("nan"),
+            "p95_ms": float(np.percentile(ok, 95) * 1e3) if ok else float("nan"),
+        }
+    return stats
+
+
 async def level(
     base: str, rate: float, queries: list[str], docs: list[str], args: argparse.Namespace, duration: float
 ) -> dict[str, Any]:
     """Open-loop Poisson arrivals at ``rate`` requests/s for ``duration`` s (at most ``max_requests``)."""
     rng = random.Random(2)
     n = max(1, min(args.max_requests, int(rate * duration)))
-    bodies = [
-        json.dumps({"query": rng.choice(queries), "documents": rng.sample(docs, args.docs)}).encode()
-        for _ in range(n)
-    ]
+    mix = parse_mix(args.priority_mix) if args.priority_mix else None
+    classes = rng.choices(list(mix), weights=list(mix.values()), k=n) if mix else ["all"] * n
+    bodies = []
+    for cls in classes:
+        req: dict[str, Any] = {"query": rng.choice(queries), "documents": rng.sample(docs, args.docs)}
+        if mix:
+            req["priority"] = CLASS_PRIORITY[cls]
+        bodies.append(json.dumps(req).encode())
     client = await RawClient(base, args.connections).connect()
     try:
         tasks = []
@@ -278,6 +322,7 @@ async def level(
         "p99_ms": float(pct[2]),
         "server_p50_ms": float(spct[0]),
         "server_p95_ms": float(spct[1]),
+        **({"classes": _class_stats(out, classes)} if mix else {}),
     }
 
 
@@ -323,6 +368,10 @@ def run_model(name: str, args: argparse.Namespace, queries: list[str], docs: lis
             row["p95_within_deadline"] = bool(row["p95_ms"] <= res["deadline_ms"]) if row["ok"] else None
             res["levels"].append(row)
             print(f"[{name}] {json.dumps(row)}", flush=True)
+    if args.priority_mix and len(res["levels"]) > 1:
+        lo, hi = res["levels"][0]["classes"], res["levels"][-1]["classes"]
+        if "high" in lo and "high" in hi and lo["high"]["ok"] and hi["high"]["ok"]:
+            res["high_p95_ratio"] = hi["high"]["p95_ms"] / lo["high"]["p95_ms"]
     return res
 
 
@@ -373,6 +422,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--tuned",
         action="store_true",
         help="Load levels against a hand-tuned server (--max-queue-wait-ms, --max-inflight) instead of defaults.",
+    )
+    p.add_argument(
+        "--priority-mix",
+        default=None,
+        help="Send step 3's requests with a Cohere priority drawn from this mix (high:0.2,normal:0.3,low:0.5) "
+        "and report per-class p95 and 429s.",
     )
     p.add_argument("--skip-batching", action="store_true")
     p.add_argument("--only-batching", action="store_true", help="Only the batching comparison.")
@@ -439,6 +494,13 @@ def _print(report: dict[str, Any]) -> None:
                 {True: "yes", False: "NO", None: "-"}[row.get("p95_within_deadline")],
             )
     Console().print(t)
+    for name, res in report["models"].items():
+        for row in res.get("levels", []):
+            for cls, st in row.get("classes", {}).items():
+                print(f"{name} {row['load']} {cls}: {st['ok']}/{st['requests']} ok, {st['rejected_429']} x 429, "
+                      f"p50 {st['p50_ms']:.0f} ms, p95 {st['p95_ms']:.0f} ms")
+        if "high_p95_ratio" in res:
+            print(f"{name}: high-priority p95 at the highest level / at the lowest = {res['high_p95_ratio']:.2f}")
     for name, res in report["models"].items():
         b = res.get("batching")
         if b:

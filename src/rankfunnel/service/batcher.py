@@ -88,8 +88,9 @@ class MicroBatcher:
             ``AUTO_QUEUE_WAIT_DEADLINE_FRACTION`` of ``deadline_ms`` (see :meth:`queue_wait_bound_s`).
         on_batch: Optional observer called after each model call (for metrics).
         deadline_ms: The request deadline the ``"auto"`` bound must leave room within.
-        queue_shares: Per priority (index 0 = most urgent), the fraction of ``max_queue_pairs`` that requests
-            of that priority may fill; a request finding more queued is refused first (429). None: all 1.0.
+        queue_shares: Per priority (index 0 = most urgent), the fraction of ``max_queue_pairs`` (and of the
+            drain-time bound) that requests of that priority may find queued; beyond it they are refused
+            (429), so the least urgent are refused first. None: all 1.0.
 
     Priorities: :meth:`predict` takes ``priority`` (0 = most urgent, default 1); the queue is served most
     urgent first, first-in first-out within a priority, so under load the least urgent requests wait
@@ -253,14 +254,17 @@ class MicroBatcher:
                 wait,
             )
         bound_s = self.queue_wait_bound_s()
+        if bound_s is not None:
+            bound_s *= share  # a less urgent class may find only its share of the drain time queued
         if bound_s is not None and self._pairs_per_s > 0 and self._pending_pairs > 0:
             drain_s = (self._pending_pairs + self._busy_pairs + n) / self._pairs_per_s
             if drain_s > bound_s:
                 wait = self.retry_after()
                 how = " derived from the measured model time" if self.auto_queue_wait else ""
+                cls = f" for priority {priority} ({share:.0%} of the bound)" if share < 1.0 else ""
                 raise OverloadedError(
                     f"The rerank queue would take {drain_s:.1f} s to drain (limit max_queue_wait_ms="
-                    f"{bound_s * 1e3:.0f}{how}); retry after {wait:.0f} s.",
+                    f"{bound_s * 1e3:.0f}{how}{cls}); retry after {wait:.0f} s.",
                     wait,
                 )
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
