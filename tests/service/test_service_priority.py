@@ -47,10 +47,10 @@ def test_batcher_serves_most_urgent_first_fifo_within_a_class() -> None:
 
 
 def test_overload_refuses_the_lowest_class_first() -> None:
-    model = FakeReranker(delay_s=0.05)
+    model = FakeReranker(delay_s=0.3)  # long enough that the worker is still busy while the test queues
 
     async def body():
-        async with MicroBatcher(model, max_batch_pairs=1, max_wait_ms=0, max_queue_pairs=10,
+        async with MicroBatcher(model, max_wait_ms=0, max_queue_pairs=10,
                                 queue_shares=(1.0, 1.0, 0.5)) as b:
             busy = asyncio.create_task(b.predict([("busy", "d")]))
             await asyncio.sleep(0.01)
@@ -66,6 +66,25 @@ def test_overload_refuses_the_lowest_class_first() -> None:
     assert len(asyncio.run(body())) == 4
     with pytest.raises(ValueError, match="queue_shares"):
         MicroBatcher(model, queue_shares=(1.0, 0.0))
+
+
+def test_drain_time_bound_is_scaled_by_the_class_share() -> None:
+    model = FakeReranker(delay_s=0.3)
+
+    async def body():
+        async with MicroBatcher(model, max_wait_ms=0, max_queue_wait_ms=1000,
+                                queue_shares=(1.0, 1.0, 0.5)) as b:
+            b._pairs_per_s = 10.0  # as if measured: 10 pairs/s, so 7 queued pairs take 0.7 s to drain
+            busy = asyncio.create_task(b.predict([("busy", "d")]))
+            await asyncio.sleep(0.01)
+            queued = [asyncio.create_task(b.predict([("q", "d")], priority=1)) for _ in range(5)]
+            await asyncio.sleep(0)
+            with pytest.raises(OverloadedError, match="for priority 2 .50% of the bound"):
+                await b.predict([("low", "d")], priority=2)  # 0.7 s > 0.5 s (half the bound)
+            await b.predict([("high", "d")], priority=0)  # 0.7 s <= 1 s
+            await asyncio.gather(busy, *queued)
+
+    asyncio.run(body())
 
 
 def test_request_class_and_config_parsing(tmp_path: Path) -> None:
