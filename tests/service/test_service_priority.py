@@ -94,6 +94,7 @@ def test_request_class_and_config_parsing(tmp_path: Path) -> None:
         request_class(header="urgent")
     cfg = PriorityConfig.parse(["high=depth:100", "low=share:0.25,stage1", "normal=idle"])
     assert cfg.policies["high"] == ClassPolicy(depth=100)
+    assert PriorityConfig.parse(["low=stage1"]).policies["low"] == ClassPolicy(queue_share=0.5, stage1_only=True)
     assert cfg.queue_shares() == (1.0, 1.0, 0.25) and cfg.policies["normal"].idle_only
     for bad in ["urgent=depth:1", "low", "low=depth:x", "low=share:2", "low=depth:0", "low=fast"]:
         with pytest.raises(InvalidInputError):
@@ -103,6 +104,8 @@ def test_request_class_and_config_parsing(tmp_path: Path) -> None:
     loaded = PriorityConfig.load(path)
     assert loaded.policies["low"] == ClassPolicy(queue_share=0.3, stage1_only=True)
     assert loaded.policies["high"] == ClassPolicy()  # classes not given keep their default
+    path.write_text(json.dumps({"low": {"depth": 5}}))
+    assert PriorityConfig.load(path).policies["low"] == ClassPolicy(queue_share=0.5, depth=5)  # share: default
     path.write_text(json.dumps({"low": {"speed": 1}}))
     with pytest.raises(InvalidInputError, match="fields are queue_share"):
         PriorityConfig.load(path)

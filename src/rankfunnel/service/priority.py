@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,13 @@ class PriorityConfig:
         if not isinstance(data, Mapping):
             raise InvalidInputError('a priority config is a JSON object like {"low": {"queue_share": 0.5}}.')
         policies = {}
+        defaults = _default_policies()
         for name, spec in data.items():
             if not isinstance(spec, Mapping):
                 raise InvalidInputError(f"priority class {name!r}: expected an object of policy fields.")
             try:
-                policies[str(name)] = ClassPolicy(**spec)
+                base = defaults.get(str(name), ClassPolicy())  # fields not given keep the class's default
+                policies[str(name)] = replace(base, **spec)
             except TypeError as exc:
                 raise InvalidInputError(
                     f"priority class {name!r}: {exc}; fields are queue_share, depth, stage1_only, idle_only."
@@ -139,7 +141,7 @@ class PriorityConfig:
                     raise InvalidInputError(
                         f"--priority {spec!r}: bad item {item!r}; use depth:N, share:F (0-1], stage1 or idle."
                     ) from None
-            policies[name] = ClassPolicy(**kw)
+            policies[name] = replace(policies[name], **kw)  # items not given keep the class's setting
         return cls(policies)
 
 
