@@ -151,3 +151,14 @@ def test_fallback_deadline_and_cache_behave_the_same(tiny_beir: Path, tmp_path: 
             assert r["reranked"] and r["timings_ms"]["pairs_scored"] == 0
             assert r["timings_ms"]["cached_pairs"] == len(r["hits"])
     _assert_same(got, _trec(trec_path))
+
+
+@pytest.mark.parametrize(("margin", "all_skipped"), [("0", True), ("1000000", False)])
+def test_eval_counts_auto_skips_apart_from_failures(
+    tiny_beir: Path, tmp_path: Path, margin: str, all_skipped: bool
+) -> None:
+    """A query that rerank=auto's skip policy answers from stage 1 is the pipeline working, not a failure."""
+    n = len(load_beir(tiny_beir, "test").queries)
+    _, summary, _ = _eval(tiny_beir, tmp_path, "fake", "--rerank", "auto", "--auto-margin", margin)
+    assert summary["rerank_failures"] == 0 and summary["failure_reason"] is None
+    assert summary["rerank_skipped"] == (n if all_skipped else 0)

@@ -21,6 +21,7 @@ from rankfunnel.errors import InvalidInputError
 from rankfunnel.eval.datasets import BeirDataset
 from rankfunnel.eval.metrics import DEFAULT_KS, EvalResult, evaluate, exclude_self, metric_names, ranked_ids
 from rankfunnel.eval.stats import Lift, paired_lift
+from rankfunnel.rerank.stage2 import AUTO_SKIP_PREFIX
 from rankfunnel.types import SearchResult
 from rankfunnel.validate import check_retriever
 
@@ -98,6 +99,7 @@ class DatasetEval:
     latency_ms: Mapping[str, Sequence[float]]
     skipped_no_relevant: int = 0
     rerank_failures: int = 0
+    rerank_skipped: int = 0
     failure_reason: str | None = None
     stages: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
 
@@ -127,6 +129,7 @@ class DatasetEval:
             "lift": {m: lf.to_dict() for m, lf in self.lift.items()},
             "latency_ms": lat,
             "rerank_failures": self.rerank_failures,
+            "rerank_skipped": self.rerank_skipped,
             "failure_reason": self.failure_reason,
             "stages": [dict(s) for s in self.stages],
         }
@@ -154,13 +157,14 @@ def run_pipeline(
     batch_size: int = 1,
     show_progress: bool = True,
 ) -> tuple[
-    dict[str, dict[str, float]], dict[str, dict[str, float]] | None, dict[str, list[float]], int, str | None
+    dict[str, dict[str, float]], dict[str, dict[str, float]] | None, dict[str, list[float]], int, int, str | None
 ]:
     """Search every query of ``ds`` with ``pipe`` (top_n = top_k so that all candidates are kept).
 
     Returns the stage-1 run, the final run, per-query latencies, the number of queries answered in stage-1
-    order although reranking was asked for (a reranker failure or timeout, or ``rerank="auto"`` skipping
-    it) and the first such reason. The final run is what the pipeline returned for every query (stage-1
+    order because reranking failed (a reranker failure or timeout), the number that ``rerank="auto"``'s skip
+    policy answered from stage 1 by design (not failures), and the first failure's reason.
+    The final run is what the pipeline returned for every query (stage-1
     order where it was not reranked, as a user of ``search`` gets); it is None when no query was reranked.
     """
     from rankfunnel.progress import progress
@@ -170,7 +174,7 @@ def run_pipeline(
     stage1: dict[str, dict[str, float]] = {}
     reranked: dict[str, dict[str, float]] = {}
     lat: dict[str, list[float]] = {"stage1": [], "rerank": [], "total": []}
-    failures, reason = 0, None
+    failures, skipped, reason = 0, 0, None
     with progress(f"{ds.name}: {retriever}{' + rerank' if rerank else ''}", len(qids), enabled=show_progress) as bar:
         for chunk in _batches(qids, batch_size):
             results: list[SearchResult] = pipe.search_many(
@@ -187,8 +191,11 @@ def run_pipeline(
                     }
                 elif rerank is not False:
                     reranked[q] = {h.id: h.score for h in res.hits}  # what the pipeline answered
-                    failures += 1
-                    reason = reason or res.reason
+                    if (res.reason or "").startswith(AUTO_SKIP_PREFIX):
+                        skipped += 1  # the skip policy chose stage 1: the answer users get, not a failure
+                    else:
+                        failures += 1
+                        reason = reason or res.reason
                 n = len(chunk)
                 lat["stage1"].append(res.timings_ms.get("stage1_ms", 0.0) / n)
                 lat["rerank"].append(res.timings_ms.get("rerank_ms", 0.0) / n)
@@ -197,7 +204,7 @@ def run_pipeline(
     if rerank is False:
         lat.pop("rerank")
     any_reranked = rerank is not False and failures < len(qids)
-    return stage1, (reranked if any_reranked else None), lat, failures, reason
+    return stage1, (reranked if any_reranked else None), lat, failures, skipped, reason
 
 
 def _cut(
@@ -262,7 +269,7 @@ def evaluate_dataset(
         collection, reranker, retriever=retriever, top_k=top_k, top_n=top_k, reason=reason,
         **dict(pipeline_options or {}),
     )
-    s1, rr, lat, failures, why = run_pipeline(
+    s1, rr, lat, failures, skipped, why = run_pipeline(
         pipe,
         ds,
         top_k=top_k,
@@ -299,6 +306,7 @@ def evaluate_dataset(
         latency_ms=lat,
         skipped_no_relevant=ds.skipped_no_relevant,
         rerank_failures=failures,
+        rerank_skipped=skipped,
         failure_reason=why if pipe.reranker is not None else reason,
         stages=stages,
     )

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.rerank.stage2 import AUTO_SKIP_PREFIX
 from rankfunnel.types import Hit
 
 #: Scores the ``gap_z`` and ``peak`` signals look at.
@@ -120,7 +121,7 @@ class DepthPolicy:
         if self.choose(candidates) == 0:
             value = signal_value(self.signal, [h.stage1_score for h in candidates])
             return (
-                f"rerank=auto: depth policy skipped stage 2 (stage-1 {self.signal}={value:.4g} >= "
+                f"{AUTO_SKIP_PREFIX} depth policy skipped stage 2 (stage-1 {self.signal}={value:.4g} >= "
                 f"{self.thresholds[0]:.4g})"
             )
         return None

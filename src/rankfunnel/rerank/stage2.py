@@ -226,6 +226,9 @@ class SkipPolicy(Protocol):
     def __call__(self, query: str, candidates: Sequence[Hit]) -> str | None: ...
 
 
+#: Every reason a skip policy gives starts with this, so callers can tell "skipped by policy" from "failed".
+AUTO_SKIP_PREFIX = "rerank=auto:"
+
 @dataclass(frozen=True, slots=True)
 class MarginSkip:
     """Skip stage 2 when stage-1 top-1 leads top-2 by at least ``margin`` (in stage-1 score units).
@@ -248,7 +251,7 @@ class MarginSkip:
         gap = candidates[0].stage1_score - candidates[1].stage1_score if len(candidates) > 1 else math.inf
         if gap >= self.margin:
             return (
-                f"rerank=auto: stage 1 is confident (top-1 leads top-2 by {gap:.4g} >= margin "
+                f"{AUTO_SKIP_PREFIX} stage 1 is confident (top-1 leads top-2 by {gap:.4g} >= margin "
                 f"{self.margin}); stage 2 skipped"
             )
         return None
