@@ -12,8 +12,8 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -323,9 +323,54 @@ def create_app(
     """
     cfg = config or ServiceConfig()
     metrics = ServiceMetrics()
+    lifespan = _lifespan(
+        cfg, metrics, pipeline=pipeline, rerankers=rerankers, index_dir=index_dir, reranker_specs=reranker_specs,
+        device=device, embedder=embedder, backend=backend, reranker_options=reranker_options, traffic=traffic,
+    )
+    extra: dict[str, Any] = {}
+    if (
+        "max_body_size" in inspect.signature(FastAPI.__init__).parameters
+    ):  # FastAPI >= 0.16x: 413 before parsing
+        extra["max_body_size"] = cfg.limits.max_body_bytes
+    app = FastAPI(
+        title="rankfunnel",
+        version=_version(),
+        lifespan=lifespan,
+        description="Two-stage search and reranking (rankfunnel, Cohere v2, ZeroEntropy and TEI shapes).",
+        docs_url=None,  # /docs comes from mount_ui, with bundled assets instead of a CDN
+        redoc_url=None,
+        **extra,
+    )
+    app.state.config = cfg
+    app.state.traffic = traffic
+    app.state.metrics = metrics
+    _install_error_handlers(app)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from rankfunnel.service.routes import router
+
+    app.include_router(router)
+    mount_ui(app)
+    app.add_middleware(_MetricsAndAuth, metrics=metrics, keys=cfg.api_keys, max_inflight=cfg.max_inflight)
+    return app
+
+
+def _lifespan(
+    cfg: ServiceConfig,
+    metrics: ServiceMetrics,
+    *,
+    pipeline: Any,
+    rerankers: Sequence[BaseReranker] | None,
+    index_dir: str | Path | None,
+    reranker_specs: Sequence[str],
+    device: str | None,
+    embedder: Any,
+    backend: str,
+    reranker_options: Mapping[str, Any] | None,
+    traffic: TrafficOptions | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: load the chain and the index once, start the engine (warm-up), stop it at exit."""
+
+    async def load_engine() -> RerankEngine:
         chain = (
             list(rerankers)
             if rerankers is not None
@@ -354,6 +399,11 @@ def create_app(
                 device=device,
                 backend=backend,
             )
+        return engine
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = await load_engine()
         app.state.engine = engine
         await engine.start(warmup=cfg.warmup)  # /readyz says ready once the warm-up batch has been scored
         if traffic is not None:
@@ -363,7 +413,7 @@ def create_app(
             )
         log.info(
             "rankfunnel service started (warming up): rerankers=%s index=%s",
-            [r.name for r in chain],
+            [r.name for r in engine.rerankers],
             index_dir if pipeline is None else "given",
         )
         try:
@@ -372,68 +422,55 @@ def create_app(
             await detach_traffic(engine)
             await engine.stop()
 
-    extra: dict[str, Any] = {}
-    if (
-        "max_body_size" in inspect.signature(FastAPI.__init__).parameters
-    ):  # FastAPI >= 0.16x: 413 before parsing
-        extra["max_body_size"] = cfg.limits.max_body_bytes
-    app = FastAPI(
-        title="rankfunnel",
-        version=_version(),
-        lifespan=lifespan,
-        description="Two-stage search and reranking (rankfunnel, Cohere v2, ZeroEntropy and TEI shapes).",
-        docs_url=None,  # /docs comes from mount_ui, with bundled assets instead of a CDN
-        redoc_url=None,
-        **extra,
+    return lifespan
+
+
+async def _on_rankfunnel_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RankfunnelError)
+    return error_response(exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _validation_response(exc)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own errors (a body it cannot parse, an unknown path or method): same shape as ours
+    assert isinstance(exc, StarletteHTTPException)
+    kind = {400: "MalformedBody", 404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+    return JSONResponse({"detail": str(exc.detail), "error": kind}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _on_unicode_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnicodeDecodeError)
+    return JSONResponse(
+        {
+            "detail": f"The body is not valid UTF-8 ({exc.reason} at byte {exc.start}); send UTF-8 encoded JSON.",
+            "error": "BadEncoding",
+        },
+        status_code=400,
     )
-    app.state.config = cfg
-    app.state.traffic = traffic
-    app.state.metrics = metrics
 
-    @app.exception_handler(RankfunnelError)
-    async def _on_rankfunnel_error(request: Request, exc: RankfunnelError) -> JSONResponse:
-        return error_response(exc)
 
-    @app.exception_handler(RequestValidationError)
-    async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_response(exc)
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {
+            "detail": f"Internal error ({type(exc).__name__}); see the server log and report it.",
+            "error": "InternalError",
+        },
+        status_code=500,
+    )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # FastAPI's own errors (a body it cannot parse, an unknown path or method): same shape as ours
-        kind = {400: "MalformedBody", 404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-        return JSONResponse(
-            {"detail": str(exc.detail), "error": kind}, status_code=exc.status_code, headers=exc.headers
-        )
 
-    @app.exception_handler(UnicodeDecodeError)
-    async def _on_unicode_error(request: Request, exc: UnicodeDecodeError) -> JSONResponse:
-        return JSONResponse(
-            {
-                "detail": f"The body is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                "send UTF-8 encoded JSON.",
-                "error": "BadEncoding",
-            },
-            status_code=400,
-        )
-
-    @app.exception_handler(Exception)
-    async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {
-                "detail": f"Internal error ({type(exc).__name__}); see the server log and report it.",
-                "error": "InternalError",
-            },
-            status_code=500,
-        )
-
-    from rankfunnel.service.routes import router
-
-    app.include_router(router)
-    mount_ui(app)
-    app.add_middleware(_MetricsAndAuth, metrics=metrics, keys=cfg.api_keys, max_inflight=cfg.max_inflight)
-    return app
+def _install_error_handlers(app: FastAPI) -> None:
+    """One JSON error shape (``{"detail", "error"}``) for library, validation, HTTP and unexpected errors."""
+    app.add_exception_handler(RankfunnelError, _on_rankfunnel_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(UnicodeDecodeError, _on_unicode_error)
+    app.add_exception_handler(Exception, _on_unexpected)
 
 
 def _version() -> str:
