@@ -203,7 +203,7 @@ def run_pipeline(
             bar.advance(len(chunk))
     if rerank is False:
         lat.pop("rerank")
-    any_reranked = rerank is not False and failures < len(qids)
+    any_reranked = rerank is not False and failures + skipped < len(qids)
     return stage1, (reranked if any_reranked else None), lat, failures, skipped, reason
 
 
