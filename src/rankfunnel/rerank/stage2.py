@@ -680,15 +680,27 @@ class Stage2:
             RerankerUnavailableError: every reranker failed and ``fail_open`` is False.
             OverloadedError: a scorer's queue is full (service only).
         """
+        n, skipped, todo, cuts, groups = self._prepare(queries, candidates, top_n, rerank, max_depth)
+        outcome = None
+        t0 = time.perf_counter()
+        if todo:
+            outcome = self._drive(self._plan(groups, deadline), self.scorers)
+        return self._results(candidates, n, skipped, todo, outcome, (time.perf_counter() - t0) * 1e3, cuts)
+
+    def _prepare(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[Hit]],
+        top_n: int,
+        rerank: bool | str,
+        max_depth: int | None,
+    ) -> tuple[int, dict[int, str], list[int], dict[int, int], list[tuple[str, Sequence[str]]]]:
+        """What :meth:`run` and :meth:`arun` share before scoring: top-n, skips, depth cuts, pair groups."""
         n = check_count(top_n, field="top_n", maximum=None)
         skipped, todo = self._triage(queries, candidates, rerank)
         cuts = self._cuts(candidates, todo, rerank, max_depth)
         heads = [c[: cuts[i]] if i in cuts else c for i, c in enumerate(candidates)]
-        outcome = None
-        t0 = time.perf_counter()
-        if todo:
-            outcome = self._drive(self._plan(self._groups(queries, heads, todo), deadline), self.scorers)
-        return self._results(candidates, n, skipped, todo, outcome, (time.perf_counter() - t0) * 1e3, cuts)
+        return n, skipped, todo, cuts, self._groups(queries, heads, todo)
 
     async def arun(
         self,
@@ -702,13 +714,9 @@ class Stage2:
         max_depth: int | None = None,
     ) -> list[Stage2Result]:
         """:meth:`run` with awaitable scorers (one per chain member, e.g. the service's batchers)."""
-        n = check_count(top_n, field="top_n", maximum=None)
-        skipped, todo = self._triage(queries, candidates, rerank)
-        cuts = self._cuts(candidates, todo, rerank, max_depth)
-        heads = [c[: cuts[i]] if i in cuts else c for i, c in enumerate(candidates)]
+        n, skipped, todo, cuts, groups = self._prepare(queries, candidates, top_n, rerank, max_depth)
         outcome = None
         t0 = time.perf_counter()
         if todo:
-            plan = self._plan(self._groups(queries, heads, todo), deadline)
-            outcome = await self._adrive(plan, scorers)
+            outcome = await self._adrive(self._plan(groups, deadline), scorers)
         return self._results(candidates, n, skipped, todo, outcome, (time.perf_counter() - t0) * 1e3, cuts)
