@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from svc_helpers import served
 from typer.testing import CliRunner
 
@@ -154,3 +156,131 @@ def test_serve_priority_flags(monkeypatch, tmp_path: Path) -> None:
     assert pr.policies["high"].depth == 100 and pr.policies["low"] == ClassPolicy(queue_share=0.2, stage1_only=True)
     bad = CliRunner().invoke(cli_app, ["serve", "--reranker", "fake", "--priority", "urgent=depth:5"])
     assert bad.exit_code == 2 and "--priority" in bad.output
+
+
+class Calls(FakeReranker):
+    """A slow fake that records the pairs of every model call."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s=delay_s)
+        self.batches: list[list[str]] = []
+
+    def predict(self, pairs):
+        self.batches.append([q for q, _ in pairs])
+        return super().predict(pairs)
+
+
+def test_less_urgent_work_is_sliced_while_urgent_requests_arrive() -> None:
+    model = Calls(delay_s=0.04)
+    low_pairs = [(f"low red {i}", "a red car" if i % 2 else "boat") for i in range(40)]
+
+    async def body(urgent: bool):
+        async with MicroBatcher(model, max_wait_ms=0, preempt_ms=40) as b:
+            # measures ~250 pairs/s (a 40 ms slice is ~10 pairs); at the low class itself when not urgent
+            await b.predict([("warm", "d")] * 10, priority=1 if urgent else 2)
+            model.batches.clear()
+            if urgent:
+                await b.predict([("h0", "d")], priority=0)  # an urgent request was seen: slicing is on
+            low = asyncio.create_task(b.predict(low_pairs, priority=2))
+            await asyncio.sleep(0.01)  # the first slice of the low request is being scored
+            high = asyncio.create_task(b.predict([("high", "d")], priority=0))
+            done, _ = await asyncio.wait({low, high}, return_when=asyncio.FIRST_COMPLETED)
+            first = "high" if high in done else "low"
+            return first, await low, b.queue_pairs
+
+    first, scores, left = asyncio.run(body(urgent=True))
+    low_calls = [batch for batch in model.batches if any(q.startswith("low") for q in batch)]
+    assert first == "high" and len(low_calls) >= 3 and max(map(len, low_calls)) <= 20
+    assert scores.tolist() == FakeReranker().predict(low_pairs).tolist() and left == 0  # reassembled in order
+    high_at = next(i for i, batch in enumerate(model.batches) if "high" in batch)
+    assert 0 < high_at < len(model.batches) - 1  # between two slices of the low request
+
+    model.batches.clear()
+    first, scores, _ = asyncio.run(body(urgent=False))  # nothing more urgent seen before: the low request runs whole
+    assert [len(batch) for batch in model.batches][0] == 40 and first == "low"
+
+
+def test_an_urgent_request_counts_only_the_work_queued_ahead_of_it() -> None:
+    model = FakeReranker(delay_s=0.3)
+
+    async def body():
+        async with MicroBatcher(model, max_wait_ms=0, max_queue_wait_ms=1000) as b:
+            b._pairs_per_s = 10.0  # as if measured
+            busy = asyncio.create_task(b.predict([("busy", "d")]))
+            await asyncio.sleep(0.01)
+            queued = [asyncio.create_task(b.predict([("q", "d")] * 3, priority=1)) for _ in range(3)]
+            await asyncio.sleep(0)  # 9 normal pairs queued + 1 in the model: 1.0 s to drain, the bound
+            with pytest.raises(OverloadedError, match="would take 1.1 s"):
+                await b.predict([("normal", "d")], priority=1)
+            high = await b.predict([("high", "d")], priority=0)  # waits only for the call in progress
+            await asyncio.gather(busy, *queued)
+            return high
+
+    assert len(asyncio.run(body())) == 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests=st.lists(
+        st.tuples(st.integers(1, 25), st.integers(0, 2), st.booleans()), min_size=1, max_size=12
+    ),
+    preempt_ms=st.sampled_from([0.5, 2.0, 20.0]),
+)
+def test_sliced_batches_give_every_request_its_own_scores(requests, preempt_ms) -> None:
+    """Whatever the mix of sizes, priorities and cancellations: each answer is its own pairs' scores, in order,
+    and nothing stays counted as queued."""
+    model = FakeReranker(delay_s=0.001)
+    words = ["red", "car", "boat", "blue", "sea"]
+
+    async def body():
+        async with MicroBatcher(model, max_wait_ms=0.5, max_batch_pairs=16, preempt_ms=preempt_ms) as b:
+            await b.predict([("warm", "d")] * 4)
+            tasks, expected = [], []
+            for i, (n, prio, cancel) in enumerate(requests):
+                pairs = [(words[i % 5], " ".join(words[(i + j) % 5 :])) for j in range(n)]
+                tasks.append(asyncio.create_task(b.predict(pairs, priority=prio)))
+                expected.append((model.predict(pairs).tolist(), cancel))
+                await asyncio.sleep(0)
+            for task, (_, cancel) in zip(tasks, expected, strict=True):
+                if cancel:
+                    task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0.01)
+            return results, expected, b.queue_pairs
+
+    results, expected, left = asyncio.run(body())
+    for got, (want, cancel) in zip(results, expected, strict=True):
+        if isinstance(got, asyncio.CancelledError):
+            assert cancel
+        else:
+            assert got.tolist() == want
+    assert left == 0
+
+
+def test_the_in_flight_limit_refuses_the_lowest_class_first_and_keeps_headroom_for_high() -> None:
+    """``max_inflight=4``: with 4 slow requests in flight, high (from the body's Cohere priority, no header) still
+    gets in (headroom 25%), normal and low get 429 at the door; per-class counts are in /metrics."""
+    cfg = ServiceConfig(max_wait_ms=0, cache_size=0, max_inflight=4)
+
+    async def body():
+        async with served(cfg, rerankers=[FakeReranker(delay_s=0.4)]) as c:
+            def post(priority=None, header=None):
+                doc = {"query": "red", "documents": ["red car", "boat"]}
+                if priority is not None:
+                    doc["priority"] = priority
+                return c.post("/v2/rerank", json=doc, headers={"X-Priority": header} if header else {})
+
+            holders = [asyncio.create_task(post()) for _ in range(4)]
+            await asyncio.sleep(0.1)  # all four are in the model queue now
+            high, normal, low, low_header = await asyncio.gather(post(0), post(1), post(2), post(header="low"))
+            await asyncio.gather(*holders)
+            metrics = (await c.get("/metrics")).text
+            return high, normal, low, low_header, metrics
+
+    high, normal, low, low_header, metrics = asyncio.run(body())
+    assert high.status_code == 200 and high.json()["meta"]["priority"]["class"] == "high"
+    assert normal.status_code == 429 and "priority class 'normal'" in normal.json()["detail"]
+    assert low.status_code == 429 and low_header.status_code == 429 and "Retry-After" in low.headers
+    assert 'rankfunnel_priority_requests_total{priority="low",status="429"} 2.0' in metrics
+    assert 'rankfunnel_priority_requests_total{priority="high",status="200"} 1.0' in metrics
+    assert 'rankfunnel_priority_latency_seconds_count{priority="normal"} 4.0' in metrics

@@ -123,6 +123,15 @@ def serve(
             "(about 1 s of work in flight, 32 to 1024)."
         ),
     ] = "auto",
+    preempt_ms: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=60_000.0,
+            help="While more urgent requests arrive (priority classes), less urgent work goes to the model in "
+            "slices of about this many ms, so an urgent request waits at most one slice; 0: never slice.",
+        ),
+    ] = 50.0,
     deadline_ms: Annotated[float, typer.Option(help="Per-request rerank deadline.")] = 10_000.0,
     attempt_timeout_ms: Annotated[
         float | None, typer.Option(help="Time one reranker of the chain gets before the next is tried.")
@@ -236,6 +245,7 @@ def _serve(
     max_queue_pairs: int,
     max_queue_wait_ms: str,
     max_inflight: str,
+    preempt_ms: float,
     deadline_ms: float,
     attempt_timeout_ms: float | None,
     fail_closed: bool,
@@ -295,6 +305,7 @@ def _serve(
         max_queue_pairs=max_queue_pairs,
         max_queue_wait_ms=_queue_wait(max_queue_wait_ms),
         max_inflight=_inflight(max_inflight),
+        preempt_ms=preempt_ms or None,
         deadline_ms=deadline_ms,
         fail_open=not fail_closed,
         attempt_timeout_ms=attempt_timeout_ms,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import inspect
+import json
 import logging
 import math
 import time
@@ -32,6 +33,8 @@ from rankfunnel.service.config import ServiceConfig
 from rankfunnel.service.engine import NotConfiguredError, RerankEngine
 from rankfunnel.service.limits import LimitExceededError
 from rankfunnel.service.metrics import ServiceMetrics
+from rankfunnel.service.priority import CLASSES, DEFAULT_CLASS, PriorityConfig, request_class
+from rankfunnel.service.priority import HEADER as PRIORITY_HEADER
 from rankfunnel.service.traffic import TrafficOptions
 from rankfunnel.service.traffic import attach as attach_traffic
 from rankfunnel.service.traffic import detach as detach_traffic
@@ -153,6 +156,30 @@ AUTO_INFLIGHT_MIN = 32
 AUTO_INFLIGHT_MAX = 1024
 #: Completion rate windows shorter than this are not used.
 _RATE_WINDOW_S = 0.5
+#: The ``high`` priority class may have this much more in flight than the limit (headroom reserved for it),
+#: so that a flood of less urgent requests never refuses an urgent one at the door.
+HIGH_HEADROOM = 1.25
+
+
+def _peek_class(body: bytes, header: str | None) -> str:
+    """The priority class of a buffered request body (Cohere ``priority``, ZeroEntropy ``latency``).
+
+    Only the in-flight check uses this, and only near the limit; anything unreadable counts as the default
+    class (the route validates the body and answers 4xx itself).
+    """
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    cohere = latency = None
+    if isinstance(data, dict):
+        p, lat = data.get("priority"), data.get("latency")
+        cohere = p if isinstance(p, int) and not isinstance(p, bool) else None
+        latency = lat if lat in ("fast", "slow") else None
+    try:
+        return request_class(cohere_priority=cohere, latency=latency, header=header)
+    except InvalidInputError:
+        return DEFAULT_CLASS
 
 
 class _MetricsAndAuth:
@@ -165,7 +192,14 @@ class _MetricsAndAuth:
     """
 
     def __init__(
-        self, app: Any, *, metrics: ServiceMetrics, keys: Sequence[str], max_inflight: int | str
+        self,
+        app: Any,
+        *,
+        metrics: ServiceMetrics,
+        keys: Sequence[str],
+        max_inflight: int | str,
+        priority: PriorityConfig | None = None,
+        max_body_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.app, self.metrics, self.keys = app, metrics, tuple(keys)
         self.auto = max_inflight == "auto"
@@ -175,6 +209,10 @@ class _MetricsAndAuth:
         self._done = 0
         self._window_start = time.perf_counter()
         self._idle_in_window = True
+        shares = (priority or PriorityConfig()).policies
+        # per class, the fraction of the limit it may find in flight (high: the reserved headroom)
+        self.class_factor = {c: (HIGH_HEADROOM if c == "high" else 1.0) * shares[c].queue_share for c in CLASSES}
+        self.max_body_bytes = max_body_bytes
 
     def limit(self) -> int:
         """The in-flight limit now in force."""
@@ -192,6 +230,41 @@ class _MetricsAndAuth:
                 rate = self._done / (now - self._window_start)
                 self._rate = rate if self._rate == 0 else 0.7 * self._rate + 0.3 * rate
             self._window_start, self._done, self._idle_in_window = now, 0, self.inflight == 0
+
+    async def _classify(self, scope: Any, receive: Any) -> tuple[str, Any]:
+        """The request's priority class, and a ``receive`` that replays what was read to find it.
+
+        The ``X-Priority`` header is enough when present; otherwise a JSON body of declared size up to
+        ``max_body_bytes`` is read (it would be read next anyway) for Cohere's ``priority`` / ZeroEntropy's
+        ``latency``. Bodies without a declared size are not read here: they count as the default class.
+        """
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        header = headers.get(PRIORITY_HEADER.lower())
+        if header is not None:
+            try:
+                return request_class(header=header), receive
+            except InvalidInputError:
+                return DEFAULT_CLASS, receive  # the route answers 422 for it
+        length = headers.get("content-length", "")
+        if scope.get("method") != "POST" or not length.isdigit() or int(length) > self.max_body_bytes:
+            return DEFAULT_CLASS, receive
+        messages, chunks = [], []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def replayed() -> Any:
+            for message in replay:
+                return message
+            return await receive()
+
+        return _peek_class(b"".join(chunks), None), replayed
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -215,22 +288,28 @@ class _MetricsAndAuth:
                 await resp(scope, receive, send)
                 return
         work = not is_public(path) and route != "/metrics"
-        limit = self.limit() if work else 0
-        if work and self.inflight >= limit:
-            self.metrics.requests.labels(route=route, status="429").inc()
-            self.metrics.rejected.inc()
-            how = " derived from the measured request rate" if self.auto and self._rate > 0 else ""
-            wait = max(1, math.ceil(self.inflight / self._rate)) if self._rate > 0 else 1
-            resp = JSONResponse(
-                {
-                    "detail": f"Too many requests in flight (max_inflight={limit}{how}); retry after {wait} s.",
-                    "error": "OverloadedError",
-                },
-                status_code=429,
-                headers={"Retry-After": str(wait)},
-            )
-            await resp(scope, receive, send)
-            return
+        base = self.limit() if work else 0
+        if work and self.inflight >= base * min(self.class_factor.values()):  # the class decides from here
+            cls, receive = await self._classify(scope, receive)
+            limit = max(1, int(base * self.class_factor[cls]))
+            if self.inflight >= limit:
+                self.metrics.requests.labels(route=route, status="429").inc()
+                self.metrics.rejected.inc()
+                self.metrics.priority_requests.labels(priority=cls, status="429").inc()
+                how = " derived from the measured request rate" if self.auto and self._rate > 0 else ""
+                share = f"; priority class {cls!r} may use {self.class_factor[cls]:.0%} of it"
+                wait = max(1, math.ceil(self.inflight / self._rate)) if self._rate > 0 else 1
+                resp = JSONResponse(
+                    {
+                        "detail": f"Too many requests in flight (max_inflight={base}{how}{share}); retry after "
+                        f"{wait} s or send a more urgent request.",
+                        "error": "OverloadedError",
+                    },
+                    status_code=429,
+                    headers={"Retry-After": str(wait)},
+                )
+                await resp(scope, receive, send)
+                return
         status = {"code": 500}
         t0 = time.perf_counter()
         self.inflight += 1
@@ -243,6 +322,7 @@ class _MetricsAndAuth:
                 message = {**message, "headers": [*message.get("headers", []), (b"server-timing", dur)]}
             await send(message)
 
+        state = scope.setdefault("state", {})  # routes put the request's priority class here
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
@@ -250,8 +330,14 @@ class _MetricsAndAuth:
             if work:
                 self._completed()
             self.metrics.requests.labels(route=route, status=str(status["code"])).inc()
+            elapsed = time.perf_counter() - t0
             if route not in ("/metrics", "/healthz", "/readyz", "other"):
-                self.metrics.latency.labels(stage="total").observe(time.perf_counter() - t0)
+                self.metrics.latency.labels(stage="total").observe(elapsed)
+            served = state.get("priority") if isinstance(state, dict) else None
+            if served in CLASSES:
+                self.metrics.priority_requests.labels(priority=served, status=str(status["code"])).inc()
+                if 200 <= status["code"] < 300:
+                    self.metrics.priority_latency.labels(priority=served).observe(elapsed)
 
 
 def load_chain(
@@ -350,7 +436,14 @@ def create_app(
 
     app.include_router(router)
     mount_ui(app)
-    app.add_middleware(_MetricsAndAuth, metrics=metrics, keys=cfg.api_keys, max_inflight=cfg.max_inflight)
+    app.add_middleware(
+        _MetricsAndAuth,
+        metrics=metrics,
+        keys=cfg.api_keys,
+        max_inflight=cfg.max_inflight,
+        priority=cfg.priority,
+        max_body_bytes=cfg.limits.max_body_bytes,
+    )
     return app
 
 

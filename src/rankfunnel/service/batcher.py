@@ -7,6 +7,12 @@ model never runs two calls at once. A full queue raises :class:`~rankfunnel.erro
 ``retry_after`` estimated from the measured throughput (the service answers 429 + Retry-After); with
 ``max_queue_wait_ms="auto"`` the drain-time bound is derived from the measured model-call time.
 
+Priorities: the queue is served most urgent first. While more urgent requests have been seen recently
+(``URGENT_WINDOW_S``), less urgent work runs in slices of at most ``preempt_ms`` of model time (a request
+larger than a slice is split over several calls), so an urgent request waits at most one slice for the model
+instead of a whole large batch; admission counts only the work queued *ahead* of a request (its own class and
+more urgent ones), so a queue full of less urgent work never refuses an urgent request.
+
 Isolation: when a model call over several requests fails, the batch is split in halves and each half is
 retried (recursively), so only the request(s) whose own pairs make the model fail get the error; the
 innocent requests batched with them are answered normally.
@@ -47,6 +53,8 @@ AUTO_QUEUE_WAIT_CALLS = 4.0
 AUTO_QUEUE_WAIT_MIN_S = 1.0
 #: ... and at most this fraction of the request deadline (a queued request must still have time to be scored).
 AUTO_QUEUE_WAIT_DEADLINE_FRACTION = 0.25
+#: Less urgent work is sliced (``preempt_ms``) while a more urgent request arrived within this many seconds.
+URGENT_WINDOW_S = 10.0
 
 
 #: Failures that say nothing about the input (a dead or busy model): no point in splitting the batch.
@@ -64,9 +72,48 @@ class _Item:
     tokens: int
     future: asyncio.Future[np.ndarray]
     enqueued: float = field(default_factory=time.perf_counter)
-    taken: bool = False
+    taken: bool = False  # every pair handed to the model (or dropped at its deadline)
     deadline: float | None = None  # time.monotonic() after which the request no longer waits
     priority: int = 1  # 0 = most urgent; served first (FIFO within a priority)
+    offset: int = 0  # pairs handed to the model so far (a sliced request goes in several calls)
+    scored: int = 0  # pairs whose scores are in ``scores``
+    scores: np.ndarray | None = None
+
+    @property
+    def left(self) -> int:
+        """Pairs not yet handed to the model."""
+        return len(self.pairs) - self.offset
+
+
+@dataclass(slots=True, eq=False)
+class _Slice:
+    """``item.pairs[start:end]``: the part of one request that goes into one model call."""
+
+    item: _Item
+    start: int
+    end: int
+
+    @property
+    def pairs(self) -> Sequence[tuple[str, str]]:
+        return self.item.pairs[self.start : self.end]
+
+    def done(self) -> bool:
+        return self.item.future.done()
+
+    def deliver(self, part: np.ndarray) -> None:
+        item = self.item
+        if item.future.done():
+            return
+        if item.scores is None:
+            item.scores = np.empty(len(item.pairs), dtype=np.float32)
+        item.scores[self.start : self.end] = part
+        item.scored += self.end - self.start
+        if item.scored >= len(item.pairs):
+            item.future.set_result(item.scores)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.item.future.done():
+            self.item.future.set_exception(exc)
 
 
 BatchObserver = Callable[[int, int, float], None]
@@ -91,10 +138,14 @@ class MicroBatcher:
         queue_shares: Per priority (index 0 = most urgent), the fraction of ``max_queue_pairs`` (and of the
             drain-time bound) that requests of that priority may find queued; beyond it they are refused
             (429), so the least urgent are refused first. None: all 1.0.
+        preempt_ms: While a more urgent request arrived in the last ``URGENT_WINDOW_S`` seconds, less urgent
+            work goes to the model in slices of about this much model time (from the measured pairs/s), so
+            the urgent request waits at most one slice. None: never slice.
 
     Priorities: :meth:`predict` takes ``priority`` (0 = most urgent, default 1); the queue is served most
     urgent first, first-in first-out within a priority, so under load the least urgent requests wait
-    longest and (with ``queue_shares``) are refused first.
+    longest and (with ``queue_shares``) are refused first. The drain-time bound counts only the work queued
+    ahead of a request (its priority and more urgent ones) plus the call in progress.
 
     Examples:
         >>> import asyncio
@@ -118,6 +169,7 @@ class MicroBatcher:
         on_batch: BatchObserver | None = None,
         deadline_ms: float = 10_000.0,
         queue_shares: Sequence[float] | None = None,
+        preempt_ms: float | None = 50.0,
     ) -> None:
         self.reranker = reranker
         self.name = str(getattr(reranker, "name", type(reranker).__name__))
@@ -137,7 +189,12 @@ class MicroBatcher:
         self.queue_shares = tuple(float(x) for x in queue_shares) if queue_shares is not None else ()
         if any(not (math.isfinite(x) and 0 < x <= 1) for x in self.queue_shares):
             raise ValueError(f"queue_shares must be fractions in (0, 1], got {queue_shares!r}")
+        if preempt_ms is not None and not (math.isfinite(preempt_ms) and preempt_ms > 0):
+            raise ValueError(f"preempt_ms must be a positive number of milliseconds or None, got {preempt_ms!r}")
+        self.preempt_s = None if preempt_ms is None else float(preempt_ms) / 1e3
         self._pending_pairs = 0
+        self._pending_by_priority: dict[int, int] = {}
+        self._last_seen: dict[int, float] = {}  # priority -> time.monotonic() of its latest request
         self._busy_pairs = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -173,6 +230,7 @@ class MicroBatcher:
                     OverloadedError("The service is shutting down; retry shortly.", 1.0)
                 )
         self._pending_pairs = 0
+        self._pending_by_priority.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -203,6 +261,27 @@ class MicroBatcher:
             return None
         cap = AUTO_QUEUE_WAIT_DEADLINE_FRACTION * self.deadline_s
         return min(cap, max(AUTO_QUEUE_WAIT_MIN_S, AUTO_QUEUE_WAIT_CALLS * self._call_s))
+
+    def pairs_ahead(self, priority: int) -> int:
+        """Pairs queued that a new request of ``priority`` would wait for (its priority and more urgent)."""
+        return sum(n for p, n in self._pending_by_priority.items() if p <= priority)
+
+    def slice_pairs(self, priority: int, now: float | None = None) -> int | None:
+        """Pairs per model call for work of ``priority`` now (None: no slicing).
+
+        Work is sliced when a more urgent request arrived within ``URGENT_WINDOW_S`` and the throughput has
+        been measured: one slice is ``preempt_ms`` of model time at the measured pairs/s (at least 1 pair).
+        """
+        if self.preempt_s is None or self._pairs_per_s <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        if not any(p < priority and now - t <= URGENT_WINDOW_S for p, t in self._last_seen.items()):
+            return None
+        return max(1, int(self._pairs_per_s * self.preempt_s))
+
+    def _add_pending(self, priority: int, n: int) -> None:
+        self._pending_pairs += n
+        self._pending_by_priority[priority] = self._pending_by_priority.get(priority, 0) + n
 
     def retry_after(self) -> float:
         """Seconds until the queue has likely drained (at least 1)."""
@@ -237,6 +316,7 @@ class MicroBatcher:
             raise OverloadedError(
                 "The reranker worker is not running (starting or shutting down); retry shortly.", 1.0
             )
+        self._last_seen[int(priority)] = time.monotonic()
         share = self._share(priority)
         if share < 1.0 and self._pending_pairs > 0 and self._pending_pairs + n > share * self.max_queue_pairs:
             wait = self.retry_after()
@@ -256,8 +336,9 @@ class MicroBatcher:
         bound_s = self.queue_wait_bound_s()
         if bound_s is not None:
             bound_s *= share  # a less urgent class may find only its share of the drain time queued
-        if bound_s is not None and self._pairs_per_s > 0 and self._pending_pairs > 0:
-            drain_s = (self._pending_pairs + self._busy_pairs + n) / self._pairs_per_s
+        ahead = self.pairs_ahead(priority)
+        if bound_s is not None and self._pairs_per_s > 0 and ahead > 0:
+            drain_s = (ahead + self._busy_pairs + n) / self._pairs_per_s
             if drain_s > bound_s:
                 wait = self.retry_after()
                 how = " derived from the measured model time" if self.auto_queue_wait else ""
@@ -276,34 +357,56 @@ class MicroBatcher:
             priority=int(priority),
         )
         heapq.heappush(self._queue, (item.priority, next(self._arrivals), item))
-        self._pending_pairs += n
+        self._add_pending(item.priority, n)
         self._wakeup.set()
         try:
             return await fut
-        except asyncio.CancelledError:  # deadline hit: drop the request if the model has not taken it yet
+        except asyncio.CancelledError:  # deadline hit: drop what the model has not taken yet
             if not item.taken:
                 item.taken = True
-                self._pending_pairs -= n
+                self._add_pending(item.priority, -item.left)
             raise
 
-    def _take_batch(self) -> list[_Item]:
-        batch: list[_Item] = []
-        tokens = pairs = 0
+    def _take_batch(self) -> list[_Slice]:
+        """The next model call: most urgent first, up to the token/pair budget; less urgent work in slices.
+
+        Whole requests only, except work that :meth:`slice_pairs` says to slice: all such work in one call
+        comes to one slice at most (a request larger than that continues in the next call).
+        """
+        batch: list[_Slice] = []
+        tokens = pairs = sliced = 0
+        now = time.monotonic()
         while self._queue:
             item = self._queue[0][2]
-            if item.taken or item.future.done():  # cancelled while waiting
+            if item.taken or item.future.done():  # cancelled while waiting, or a slice of it failed
                 heapq.heappop(self._queue)
+                if not item.taken:
+                    item.taken = True
+                    self._add_pending(item.priority, -item.left)
                 continue
-            if batch and (
-                tokens + item.tokens > self.max_batch_tokens or pairs + len(item.pairs) > self.max_batch_pairs
-            ):
+            cap = self.slice_pairs(item.priority, now)
+            per_pair = item.tokens / max(len(item.pairs), 1)
+            take = item.left if cap is None else min(item.left, cap - sliced, self.max_batch_pairs)
+            if batch:
+                fits = min(self.max_batch_pairs - pairs, int((self.max_batch_tokens - tokens) // per_pair))
+                if cap is None and item.left > fits:
+                    break
+                take = min(take, fits)
+            if take <= 0:
                 break
-            heapq.heappop(self._queue)
-            item.taken = True
-            self._pending_pairs -= len(item.pairs)
-            batch.append(item)
-            tokens += item.tokens
-            pairs += len(item.pairs)
+            start = item.offset
+            item.offset += take
+            if item.offset >= len(item.pairs):
+                heapq.heappop(self._queue)
+                item.taken = True
+            self._add_pending(item.priority, -take)
+            batch.append(_Slice(item, start, start + take))
+            tokens += int(per_pair * take)
+            pairs += take
+            if cap is not None:
+                sliced += take
+                if sliced >= cap:
+                    break
         return batch
 
     def _budget_full(self) -> bool:
@@ -312,7 +415,7 @@ class MicroBatcher:
             if item.taken or item.future.done():
                 continue
             tokens += item.tokens
-            pairs += len(item.pairs)
+            pairs += item.left
             if tokens >= self.max_batch_tokens or pairs >= self.max_batch_pairs:
                 return True
         return False
@@ -339,27 +442,27 @@ class MicroBatcher:
                 continue
             await self._score(loop, batch)
 
-    async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+    async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Slice]) -> None:
         """Score ``batch`` in one model call; if it fails, split it and retry the halves (isolation)."""
-        batch = [item for item in batch if not item.future.done()]  # cancelled at their deadline meanwhile
+        batch = [part for part in batch if not part.done()]  # cancelled at their deadline meanwhile
         if not batch:
             return
         left: float | None = None  # the latest deadline in the batch bounds a reranker that takes timeout=
-        if self._takes_timeout and all(item.deadline is not None for item in batch):
-            left = max(item.deadline or 0.0 for item in batch) - time.monotonic()
+        if self._takes_timeout and all(part.item.deadline is not None for part in batch):
+            left = max(part.item.deadline or 0.0 for part in batch) - time.monotonic()
+        requests = len({id(part.item) for part in batch})
         try:
-            raw = await self._call(loop, [p for item in batch for p in item.pairs], len(batch), left)
+            raw = await self._call(loop, [p for part in batch for p in part.pairs], requests, left)
         except Exception as exc:  # noqa: BLE001 - split, or hand to the request, which decides (fail open/closed)
             if len(batch) == 1 or isinstance(exc, _NOT_INPUT_ERRORS):
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                for part in batch:
+                    part.fail(exc)
                 return
             log.warning(
                 "reranker %r failed on a batch of %d requests (%s: %s); retrying in halves so that only "
                 "the request that causes it fails",
                 self.name,
-                len(batch),
+                requests,
                 type(exc).__name__,
                 exc,
             )
@@ -368,11 +471,10 @@ class MicroBatcher:
             await self._score(loop, batch[half:])
             return
         start = 0
-        for item in batch:
-            part = raw[start : start + len(item.pairs)]
-            start += len(item.pairs)
-            if not item.future.done():
-                item.future.set_result(part)
+        for part in batch:
+            n = part.end - part.start
+            part.deliver(raw[start : start + n])
+            start += n
 
     async def _call(
         self,

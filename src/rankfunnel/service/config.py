@@ -81,6 +81,9 @@ class ServiceConfig:
         max_inflight: Requests handled at once; more get 429 before their body is read (protects the event
             loop when HTTP handling, not the model, is the bottleneck). ``"auto"`` (default) derives it from
             the measured completion rate while busy: about 1 s of work in flight (at least 32, at most 1024).
+        preempt_ms: While a more urgent priority class has requests arriving, less urgent work goes to the
+            model in slices of about this many milliseconds of model time, so an urgent request waits at most
+            one slice (``None``: never slice; see :class:`~rankfunnel.service.batcher.MicroBatcher`).
         deadline_ms: Default per-request deadline for reranking (a request may ask for less).
         fail_open: On timeout or failure answer stage-1 order with ``reranked: false`` and a reason;
             ``False`` answers 503 instead.
@@ -113,6 +116,7 @@ class ServiceConfig:
     max_queue_pairs: int = 8_192
     max_queue_wait_ms: float | Literal["auto"] | None = "auto"
     max_inflight: int | Literal["auto"] = "auto"
+    preempt_ms: float | None = 50.0
     deadline_ms: float = 10_000.0
     fail_open: bool = defaults.FAIL_OPEN
     attempt_timeout_ms: float | None = None
@@ -137,6 +141,8 @@ class ServiceConfig:
         if self.max_queue_wait_ms is not None and self.max_queue_wait_ms != "auto":
             _positive("max_queue_wait_ms", self.max_queue_wait_ms)
         _positive("deadline_ms", self.deadline_ms)
+        if self.preempt_ms is not None:
+            _positive("preempt_ms", self.preempt_ms)
         _positive("cache_ttl_s", self.cache_ttl_s)
         _positive("breaker_failures", self.breaker_failures, integer=True)
         if not (

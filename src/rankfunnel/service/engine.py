@@ -143,6 +143,7 @@ class RerankEngine:
                 on_batch=metrics.batch_observer(str(r.name)) if metrics else None,
                 deadline_ms=config.deadline_ms,
                 queue_shares=config.priority.queue_shares(),
+                preempt_ms=config.preempt_ms,
             )
             for r in self.rerankers
         ]

@@ -77,6 +77,19 @@ class ServiceMetrics:
             registry=r,
         )
         self.rejected = prom.Counter("rankfunnel_rejected", "Requests answered 429 (queue full).", registry=r)
+        self.priority_requests = prom.Counter(
+            "rankfunnel_priority_requests",
+            "Scoring requests by priority class (high, normal, low) and status code (429: refused).",
+            ["priority", "status"],
+            registry=r,
+        )
+        self.priority_latency = prom.Histogram(
+            "rankfunnel_priority_latency_seconds",
+            "Total latency of answered (2xx) scoring requests by priority class.",
+            ["priority"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def batch_observer(self, model: str) -> Any:
         """A :data:`~rankfunnel.service.batcher.BatchObserver` recording one model's batches."""

@@ -137,6 +137,7 @@ async def search(req: SearchRequest, request: Request) -> Any:
     check_top(req.top_k, req.top_n, engine.config.limits)
     check_json_size(req.filter, engine.config.limits, field="filter")
     cls = request_class(header=request.headers.get(PRIORITY_HEADER))
+    request.state.priority = cls  # per-class metrics (service/app.py)
     s1 = await engine.stage1(
         req.query, top_k=req.top_k, top_n=req.top_n, retriever=req.retriever, filter=req.filter
     )
@@ -288,6 +289,7 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
             check_json_size(extra, engine.config.limits, field=f"documents[{i}] (its fields other than text)")
     texts = [_cohere_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
     cls = request_class(cohere_priority=req.priority, header=request.headers.get(PRIORITY_HEADER))
+    request.state.priority = cls  # per-class metrics (service/app.py)
     warnings: list[str] = []
     if req.max_tokens_per_doc is not None:
         cap = req.max_tokens_per_doc * CHARS_PER_TOKEN
@@ -356,6 +358,7 @@ async def rerank_zeroentropy(
     engine = engine_of(request)
     _check_model(engine, req.model)
     cls = request_class(latency=req.latency, header=request.headers.get(PRIORITY_HEADER))
+    request.state.priority = cls  # per-class metrics (service/app.py)
     t_score = time.perf_counter()
     scored, order = await _rerank(
         engine, req.query, req.documents, req.top_n, request=request, response=response, route="zeroentropy",
@@ -382,6 +385,7 @@ async def rerank_tei(req: TEIRerankRequest, request: Request, response: Response
         cap = engine.config.limits.max_doc_chars
         texts = [_truncate(t, cap, left=req.truncation_direction.lower() == "left") for t in texts]
     cls = request_class(header=request.headers.get(PRIORITY_HEADER))
+    request.state.priority = cls  # per-class metrics (service/app.py)
     scored, order = await _rerank(
         engine, req.query, texts, None, request=request, response=response, route="tei", priority=cls
     )
