@@ -92,3 +92,27 @@ def test_cascade_short_lists_and_validation():
         CascadeReranker([])
     with pytest.raises(InvalidInputError):
         cascade.rerank_many(["a"], [])
+
+
+def test_early_stop_skips_later_stages_when_the_first_is_confident():
+    cheap = ScriptedReranker({"sure": 10.0, "meh": -10.0, "a": 1.0, "b": 0.9, "c": 0.8}, "cheap")
+    big = ScriptedReranker({"sure": 0.0, "meh": 5.0, "a": 0.0, "b": 3.0, "c": 1.0}, "big")
+    cascade = CascadeReranker([(cheap, 3), (big, 2)], early_stop=0.5)
+    confident, unsure = cascade.rerank_many(["q1", "q2"], [_hits(["meh", "sure"]), _hits(["a", "b", "c"])])
+    assert [h.id for h in confident] == ["sure", "meh"]  # cheap's order: big never read q1
+    assert [h.id for h in unsure] == ["b", "a", "c"]  # calibrated lead of a over b is tiny: big decides
+    assert big.seen == [["a", "b"]]
+    assert [(s.pairs, s.stopped) for s in cascade.last_stats] == [(5, 1), (2, 0)]
+    assert CascadeReranker([(cheap, 3), (big, 2)]).name == "cheap:3,big:2"
+    assert cascade.name == "cheap:3,big:2,stop=0.5"
+    with pytest.raises(InvalidInputError, match="early_stop"):
+        CascadeReranker([(cheap, 3)], early_stop=2.0)
+
+
+def test_cascade_spec_takes_a_stop_margin():
+    from rankfunnel.rerank import load_reranker
+
+    cascade = load_reranker("fake:10,fake:3,stop=0.25")
+    assert isinstance(cascade, CascadeReranker) and cascade.early_stop == 0.25 and len(cascade.stages) == 2
+    with pytest.raises(InvalidInputError, match="stop=M"):
+        load_reranker("fake:10,fake:3,stop=high")

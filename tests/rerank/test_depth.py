@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.eval.depth import depth_curve, fit_depth_policy, rerank_at_depth
@@ -143,3 +145,68 @@ def test_rerank_at_depth_matches_stage2() -> None:
     policy = DepthPolicy("gap", (math.inf,), (0, 3))  # always depth 3
     res = Stage2(FakeReranker(), depth=policy).run(["red car"], [cands], top_n=4, rerank="auto")[0]
     assert [h.id for h in res.hits] == rerank_at_depth(cands, raw, 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(st.tuples(st.integers(-5, 5), st.integers(-5, 5)), min_size=1, max_size=12),
+    cut_a=st.integers(1, 12), cut_b=st.integers(1, 12), stop=st.sampled_from([None, 0.0, 0.1, 0.5, 0.99]),
+)
+def test_cascade_order_replays_the_cascade_exactly(data, cut_a, cut_b, stop) -> None:
+    """The offline replay (used to fit the stop margin) = what CascadeReranker returns, and its pairs count."""
+    from rankfunnel.eval.depth import cascade_order
+    from rankfunnel.rerank.cascade import CascadeReranker
+
+    cut_b = min(cut_a, cut_b)
+    texts = [f"doc {i}" for i in range(len(data))]
+    a = {t: float(x) for t, (x, _) in zip(texts, data, strict=True)}
+    b = {t: float(y) for t, (_, y) in zip(texts, data, strict=True)}
+
+    class Table(FakeReranker):
+        def __init__(self, table):
+            super().__init__()
+            self.table = table
+
+        def predict(self, pairs):
+            return np.array([self.table[d] for _, d in pairs], dtype=np.float32)
+
+    ra, rb = Table(a), Table(b)
+    hits = mk([0.0] * len(texts), texts)
+    cascade = CascadeReranker([(ra, cut_a), (rb, cut_b)], early_stop=stop)
+    got = [h.id for h in cascade.rerank_many(["q"], [hits])[0]]
+    raw_a = np.array([a[t] for t in texts])
+    raw_b = np.array([b[t] for t in texts])
+    ids, pairs = cascade_order(hits, [(raw_a, ra.normalise(raw_a)), (raw_b, rb.normalise(raw_b))],
+                               [cut_a, cut_b], stop)
+    assert ids == got and pairs == sum(s.pairs for s in cascade.last_stats)
+
+
+def test_fit_cascade_stop_stops_confident_queries_within_the_loss_bound() -> None:
+    from rankfunnel.eval.depth import fit_cascade_stop
+
+    rng = np.random.default_rng(0)
+    cands, qrels, scores = {}, {}, {}
+    for i in range(60):
+        hits = mk([0.0] * 20, prefix=f"q{i}-")
+        rel = int(rng.integers(0, 20))
+        qrels[f"q{i}"] = {hits[rel].id: 1}
+        # stage A: confident (a big lead on the relevant doc) on even queries, noise on odd ones; B: always right
+        raw_a = rng.normal(0, 0.1, 20)
+        raw_a[rel] += 10.0 if i % 2 == 0 else 0.0
+        raw_b = rng.normal(0, 0.1, 20)
+        raw_b[rel] += 10.0
+        scores[f"q{i}"] = [(raw_a, 1 / (1 + np.exp(-raw_a))), (raw_b, 1 / (1 + np.exp(-raw_b)))]
+        cands[f"q{i}"] = hits
+    fit = fit_cascade_stop(cands, qrels, scores, [20, 10], max_loss=0.0)
+    assert fit["early_stop"] is not None and fit["loss"] <= 0.0
+    assert fit["pairs_per_query"] == pytest.approx(20 + 10 * 0.5)  # B skipped for the 30 confident queries
+    # A confidently wrong on every query (its lead is on a non-relevant doc): no margin qualifies
+    wrong = {}
+    for q, ((raw_a, _), b) in scores.items():
+        rel = next(j for j, h in enumerate(cands[q]) if h.id in qrels[q])
+        raw = raw_a.copy()
+        raw[rel] = -5.0
+        raw[(rel + 1) % 20] = 10.0 + 0.1 * int(q[1:])
+        wrong[q] = [(raw, 1 / (1 + np.exp(-raw))), b]
+    never = fit_cascade_stop(cands, qrels, wrong, [20, 20], max_loss=0.0)  # B reads all 20: it finds the doc
+    assert never["early_stop"] is None and never["pairs_per_query"] == 40

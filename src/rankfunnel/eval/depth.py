@@ -225,3 +225,79 @@ def plot_curve(curve: Mapping[str, Any], path: Any, *, k: int = 10) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# -- early stop inside a cascade ------------------------------------------------------------------------------
+def cascade_order(
+    hits: Sequence[Hit],
+    stage_scores: Sequence[tuple[Sequence[float], Sequence[float]]],
+    cutoffs: Sequence[int | None],
+    early_stop: float | None,
+) -> tuple[list[str], int]:
+    """Ids in the order a :class:`~rankfunnel.rerank.cascade.CascadeReranker` returns them, and pairs scored.
+
+    ``stage_scores[i]`` is stage ``i``'s (raw, calibrated) scores of *every* hit (scored once offline); the
+    cascade's cut-offs and early stop are then replayed exactly as ``CascadeReranker`` applies them.
+    """
+    ids = [h.id for h in hits]
+    order = list(range(len(ids)))
+    depth, pairs = len(ids), 0
+    for s, ((raw, norm), cutoff) in enumerate(zip(stage_scores, cutoffs, strict=True)):
+        limit = depth if cutoff is None else min(depth, cutoff)
+        take = order[:limit]
+        pairs += len(take)
+        best = sorted(take, key=lambda i: -float(raw[i]))  # stable: ties keep the previous order
+        order = best + order[limit:]
+        depth = len(take)
+        lead = float(norm[order[0]]) - float(norm[order[1]]) if depth >= 2 else -math.inf
+        confident = early_stop is not None and lead >= early_stop
+        if confident and s < len(stage_scores) - 1:
+            break
+    return [ids[i] for i in order], pairs
+
+
+def fit_cascade_stop(
+    candidates: Mapping[str, Sequence[Hit]],
+    qrels: Qrels,
+    stage_scores: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]],
+    cutoffs: Sequence[int | None],
+    *,
+    max_loss: float = 0.005,
+    k: int = 10,
+    grid: int = 40,
+) -> dict[str, Any]:
+    """The smallest early-stop margin whose mean NDCG@k loss against the full cascade is at most ``max_loss``.
+
+    Margins are tried from a ``grid``-quantile grid of the first stage's calibrated top-1 leads on these
+    (training) queries; ``None`` (never stop) always qualifies. Returns the margin and, for it, the mean pairs
+    scored, the loss and the share of queries stopped early.
+    """
+    if not (isinstance(max_loss, (int, float)) and math.isfinite(max_loss) and max_loss >= 0):
+        raise InvalidInputError(f"max_loss must be a finite number >= 0, got {max_loss!r}.")
+    qids = sorted(q for q in candidates if q in qrels and q in stage_scores)
+    if not qids:
+        raise InvalidInputError("no query has candidates, qrels and stage scores together; nothing to fit.")
+
+    def run(margin: float | None) -> tuple[float, float]:
+        nd = pairs = 0.0
+        for q in qids:
+            ids, n = cascade_order(candidates[q], stage_scores[q], cutoffs, margin)
+            nd += ndcg_at_k(qrels[q], ids, k)
+            pairs += n
+        return nd / len(qids), pairs / len(qids)
+
+    full_ndcg, full_pairs = run(None)
+    leads = []
+    for q in qids:
+        raw, norm = stage_scores[q][0]
+        head = sorted(range(min(len(raw), cutoffs[0] or len(raw))), key=lambda i: -float(raw[i]))[:2]
+        if len(head) == 2:
+            leads.append(float(norm[head[0]]) - float(norm[head[1]]))
+    best: dict[str, Any] = {"early_stop": None, "pairs_per_query": full_pairs, "loss": 0.0,
+                            "full_pairs_per_query": full_pairs, f"full_ndcg@{k}": full_ndcg}
+    for margin in sorted(set(np.quantile(leads, np.linspace(0, 1, grid + 1)).tolist())) if leads else []:
+        ndcg, pairs = run(margin)
+        if full_ndcg - ndcg <= max_loss + 1e-12 and pairs < best["pairs_per_query"]:
+            best = {**best, "early_stop": float(margin), "pairs_per_query": pairs, "loss": full_ndcg - ndcg}
+            break  # margins ascend: the first that qualifies stops the most queries
+    return best

@@ -332,7 +332,7 @@ def cascade_stage_report(
     wanted = sorted({d for q in qids for d in stage1_run[q]})
     docs_by_id = {d.id: d.content for d in collection.get(wanted)} if wanted else {}
     for i, st in enumerate(totals):
-        prefix = CascadeReranker(cascade.stages[: i + 1])
+        prefix = CascadeReranker(cascade.stages[: i + 1], early_stop=getattr(cascade, "early_stop", None))
         run: dict[str, dict[str, float]] = {}
         for q in qids:
             order = ranked_ids(stage1_run[q])
@@ -347,6 +347,7 @@ def cascade_stage_report(
                 "cutoff": st.cutoff,
                 "pairs_per_query": st.pairs / n,
                 "ms_per_query": 1e3 * st.seconds / n,
+                "stopped_early": st.stopped,  # queries not passed on (the cascade's early stop)
                 "ndcg@10": res.mean.get("ndcg@10"),
                 "mrr@10": res.mean.get("mrr@10"),
             }

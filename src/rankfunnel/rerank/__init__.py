@@ -152,7 +152,8 @@ def load_reranker(spec: str | None, *, device: str | None = None, dtype: str | N
           :class:`~rankfunnel.rerank.cross_encoder.CrossEncoderReranker`.
         - ``"remote:URL"``: an HTTP reranker (:class:`~rankfunnel.rerank.remote.RemoteReranker`).
         - ``"A:100,B:20"``: a :class:`~rankfunnel.rerank.cascade.CascadeReranker`; A reads the top 100,
-          B the top 20 of A's order. Each part is any spec above except ``none`` and ``auto``.
+          B the top 20 of A's order. Each part is any spec above except ``none`` and ``auto``. A last part
+          ``stop=M`` stops a query early when a stage's calibrated top-1 leads its top-2 by at least ``M``.
 
     Args:
         spec: The spec string.
@@ -201,6 +202,15 @@ def load_reranker(spec: str | None, *, device: str | None = None, dtype: str | N
     opts: dict[str, Any] = {"device": device, "dtype": dtype, "batch_size": batch_size, "calibration": calibration,
                             "max_length": max_length, "route": route, "api_key": api_key, "offline": offline}
     parts = [p.strip() for p in text.split(",")]
+    early_stop = None
+    if len(parts) > 2 and parts[-1].lower().startswith("stop="):
+        try:
+            early_stop = float(parts[-1][len("stop="):])
+        except ValueError:
+            raise InvalidInputError(
+                f"Cascade {text!r}: {parts[-1]!r} is not stop=M with M a calibrated score lead (0-1), "
+                "like 'A:100,B:20,stop=0.3'.") from None
+        parts = parts[:-1]
     stages = [split_stage(p) for p in parts]
     if len(stages) == 1 and stages[0][1] is None:
         return _load_one(stages[0][0], opts, fast)
@@ -212,4 +222,4 @@ def load_reranker(spec: str | None, *, device: str | None = None, dtype: str | N
     stage_opts = {**opts, "calibration": None}
     built = [(_load_one(s, stage_opts if i < len(stages) - 1 else opts, fast), c)
              for i, (s, c) in enumerate(stages)]
-    return CascadeReranker(built, name=text)
+    return CascadeReranker(built, name=text, early_stop=early_stop)

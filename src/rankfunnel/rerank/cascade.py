@@ -24,6 +24,7 @@ class StageStats:
     pairs: int
     seconds: float
     calls: int
+    stopped: int = 0  # queries that stopped after this stage (early stop): later stages did not read them
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class _Group:
     raw: np.ndarray  # raw score of the last stage that scored each document (nan: never scored)
     norm: np.ndarray  # that stage's normalised score
     depth: int = 0  # how many leading entries of ``order`` the previous stage scored
+    stopped: bool = False  # an earlier stage was confident: later stages skip this query (early stop)
 
 
 class CascadeReranker(BaseReranker):
@@ -53,10 +55,16 @@ class CascadeReranker(BaseReranker):
     ``score=0``. ``predict``/``score`` return these capped 0-1 scores (``normalise`` is then the identity);
     ``rank`` and ``rerank`` follow the cascade order exactly.
 
+    Early stop: with ``early_stop=m``, a query whose calibrated (0-1) top-1 score of a stage leads its top-2
+    by at least ``m`` is not passed to the later, more expensive stages: that stage's order is final for
+    it. Fit ``m`` on training queries with :func:`rankfunnel.eval.depth.fit_cascade_stop` (the smallest
+    margin whose NDCG loss stays within a bound); in a spec, ``"A:100,B:20,stop=0.3"``.
+
     Args:
         stages: ``(reranker, cutoff)`` pairs; ``cutoff`` None means all documents the previous stage kept.
             Cut-offs must not grow from one stage to the next.
         name: Reported name; default ``"A:100,B:20"`` built from the stages.
+        early_stop: The calibrated top-1 lead after which a query stops early (None: never).
 
     Examples:
         >>> from rankfunnel.rerank.fake import FakeReranker
@@ -67,7 +75,14 @@ class CascadeReranker(BaseReranker):
         [('cheap', 3), ('big', 1)]
     """
 
-    def __init__(self, stages: Sequence[tuple[BaseReranker, int | None]], *, name: str | None = None) -> None:
+    def __init__(self, stages: Sequence[tuple[BaseReranker, int | None]], *, name: str | None = None,
+                 early_stop: float | None = None) -> None:
+        if early_stop is not None and not (
+            isinstance(early_stop, (int, float)) and not isinstance(early_stop, bool) and 0 <= early_stop <= 1
+        ):
+            raise InvalidInputError(
+                f"early_stop must be a calibrated score lead between 0 and 1 (or None), got {early_stop!r}.")
+        self.early_stop = None if early_stop is None else float(early_stop)
         if not stages:
             raise InvalidInputError("A cascade needs at least one (reranker, cutoff) stage.")
         prev: int | None = None
@@ -83,23 +98,24 @@ class CascadeReranker(BaseReranker):
                         "only read what the previous one kept. Use shrinking cut-offs such as 'A:100,B:20'.")
                 prev = cutoff
         self.stages: list[tuple[BaseReranker, int | None]] = list(stages)
-        self.name = name or ",".join(f"{r.name}:{c}" if c else r.name for r, c in self.stages)
+        self.name = name or ",".join(f"{r.name}:{c}" if c else r.name for r, c in self.stages) + (
+            f",stop={early_stop:g}" if early_stop is not None else "")
         self.calibration = self.stages[-1][0].calibration
         self._lock = threading.Lock()
-        self._totals = [[0, 0.0, 0] for _ in self.stages]
+        self._totals = [[0, 0.0, 0, 0] for _ in self.stages]
         self.last_stats: tuple[StageStats, ...] = ()
 
     # --- statistics -------------------------------------------------------------------------------------
     def stage_stats(self) -> tuple[StageStats, ...]:
         """Cumulative work per stage since creation or the last :meth:`reset_stats` (for cost reports)."""
         with self._lock:
-            return tuple(StageStats(r.name, c, int(t[0]), float(t[1]), int(t[2]))
+            return tuple(StageStats(r.name, c, int(t[0]), float(t[1]), int(t[2]), int(t[3]))
                          for (r, c), t in zip(self.stages, self._totals, strict=True))
 
     def reset_stats(self) -> None:
         """Set the cumulative per-stage counters to zero."""
         with self._lock:
-            self._totals = [[0, 0.0, 0] for _ in self.stages]
+            self._totals = [[0, 0.0, 0, 0] for _ in self.stages]
 
     # --- the cascade ------------------------------------------------------------------------------------
     def _run(self, groups: list[_Group]) -> None:
@@ -111,6 +127,8 @@ class CascadeReranker(BaseReranker):
                 limit = len(g.order) if s == 0 else g.depth
                 if cutoff is not None:
                     limit = min(limit, cutoff)
+                if g.stopped:
+                    limit = 0
                 take = g.order[:limit]
                 takes.append(take)
                 pairs.extend((g.query, g.docs[i]) for i in take)
@@ -131,12 +149,20 @@ class CascadeReranker(BaseReranker):
                 best = take[np.argsort(-raw, kind="stable")]
                 g.order = np.concatenate([best, g.order[len(take):]])
                 g.depth = len(take)
-            last.append(StageStats(reranker.name, cutoff, len(pairs), seconds, 1))
+            stopped = 0
+            if self.early_stop is not None and s < len(self.stages) - 1:
+                for g in groups:
+                    if not g.stopped and g.depth >= 2:
+                        lead = g.norm[g.order[0]] - g.norm[g.order[1]]
+                        g.stopped = bool(lead >= self.early_stop)
+                        stopped += g.stopped
+            last.append(StageStats(reranker.name, cutoff, len(pairs), seconds, 1, stopped))
             with self._lock:
                 tot = self._totals[s]
                 tot[0] += len(pairs)
                 tot[1] += seconds
                 tot[2] += 1
+                tot[3] += stopped
         self.last_stats = tuple(last)
 
     @staticmethod
