@@ -124,3 +124,18 @@ def test_bad_shadow_options_are_clear_errors() -> None:
     assert parse_shadow_spec("remote:http://h:8000") == ("remote:http://h:8000", 0.1)
     with pytest.raises(InvalidInputError):
         parse_shadow_spec("  ")
+
+
+def test_close_out_of_time_counts_what_was_not_scored() -> None:
+    """Nothing vanishes silently: requests still queued when close() runs out of time are counted as dropped."""
+    sh = Shadow(FakeReranker(delay_s=0.3), rate=1.0, max_queue=10)
+    for i in range(5):
+        assert sh.offer(f"red car {i}", hits(), hits()[:3])
+    sh.close(timeout_s=0.1)
+    for _ in range(300):  # the one being scored when close() gave up is still counted when it ends
+        st = sh.stats()
+        if st["recorded"] + st["dropped"] + st["failed"] == 5:
+            break
+        time.sleep(0.01)
+    assert st["sampled"] == 5 and st["dropped"] >= 3
+    assert st["recorded"] + st["dropped"] + st["failed"] == 5

@@ -147,3 +147,32 @@ def test_specs_load_in_the_lifespan_and_the_log_is_flushed_on_shutdown(tmp_path:
     assert run(go()) == ["only"] * 5
     recs = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(recs) == 5 and {r["variant"] for r in recs} == {"only"}
+
+
+def test_readyz_waits_for_every_variant_to_be_warm() -> None:
+    """A variant takes live traffic: while its model cannot score the warm-up batch the service is not ready."""
+    from rankfunnel.service.app import create_app
+
+    broken = FakeReranker(name="broken", fail_with=RuntimeError("weights missing"))
+    opts = TrafficOptions(variants=(Variant("control", "primary", 1), Variant("new", "x", 1)),
+                          variant_rerankers={"new": [broken]})
+
+    async def go() -> tuple[Any, Any]:
+        app = create_app(ServiceConfig(), rerankers=[FakeReranker()], pipeline=make_pipeline(), traffic=opts)
+        async with running(app) as client:
+            for _ in range(200):  # the primary warms at once; the variant keeps failing
+                if app.state.engine.warm:
+                    break
+                await asyncio.sleep(0.01)
+            cold = await client.get("/readyz")
+            broken.fail_with = None  # the variant recovers: its warm-up retry succeeds (after a 1 s pause)
+            for _ in range(300):
+                ready = await client.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                await asyncio.sleep(0.02)
+            return cold, ready
+
+    cold, ready = run(go())
+    assert cold.status_code == 503 and "new" in cold.json()["variants"] and "weights missing" in cold.text
+    assert ready.status_code == 200 and ready.json()["variants"] == {"new": ["broken"]}

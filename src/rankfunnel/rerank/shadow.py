@@ -279,10 +279,21 @@ class Shadow:
                 return
             self._closed = True
         if self._thread is not None:
-            self.flush(timeout_s)
+            if not self.flush(timeout_s):  # out of time: what is still queued is counted as dropped, and said
+                left = 0
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        if self._queue.get_nowait() is not None:
+                            left += 1
+                        self._queue.task_done()
+                with self._lock:
+                    self._counts["dropped"] += left
+                if left:
+                    log.warning("shadow %s: %d queued requests were not scored before shutdown (timeout %.1f s); "
+                                "counted as dropped", self.name, left, timeout_s or 0.0)
             with contextlib.suppress(queue.Full):
                 self._queue.put(None, timeout=1.0)
-            self._thread.join(timeout=1.0)
+            self._thread.join(timeout=max(1.0, timeout_s or 0.0))
         if self.writer is not None:
             self.writer.close()
 

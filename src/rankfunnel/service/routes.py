@@ -93,10 +93,16 @@ async def readyz(request: Request) -> JSONResponse:
     if not engine.warm:
         body = {"status": "warming up", "reason": engine.warmup_error or "scoring the warm-up batch"}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    cold = {n: sub.warmup_error or "scoring the warm-up batch" for n, sub in engine.variant_engines.items()
+            if not sub.warm}  # an A/B variant takes traffic too: it must be warm before the service is ready
+    if cold:
+        body = {"status": "warming up", "reason": f"A/B variant(s) {sorted(cold)} not warm yet", "variants": cold}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     return JSONResponse(
         {
             "status": "ready",
             "rerankers": [str(r.name) for r in engine.rerankers],
+            "variants": {n: [str(r.name) for r in sub.rerankers] for n, sub in engine.variant_engines.items()},
             "index": engine.pipeline is not None,
             "queue_pairs": sum(b.queue_pairs for b in engine.batchers),
             "circuit_breakers": engine.breaker_states(),
