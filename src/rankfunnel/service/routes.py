@@ -96,8 +96,10 @@ async def readyz(request: Request) -> JSONResponse:
     cold = {n: sub.warmup_error or "scoring the warm-up batch" for n, sub in engine.variant_engines.items()
             if not sub.warm}  # an A/B variant takes traffic too: it must be warm before the service is ready
     if cold:
-        body = {"status": "warming up", "reason": f"A/B variant(s) {sorted(cold)} not warm yet", "variants": cold}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        why = f"A/B variant(s) {sorted(cold)} not warm yet"
+        return JSONResponse(
+            {"status": "warming up", "reason": why, "variants": cold}, status_code=503, headers={"Retry-After": "1"}
+        )
     return JSONResponse(
         {
             "status": "ready",
