@@ -43,6 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-loss", type=float, default=0.005, help="NDCG@10 loss bound on the training split")
     p.add_argument("--train-split", default="train")
     p.add_argument("--split", default="test", help="the split the policy is judged on")
+    p.add_argument(
+        "--fit-on", choices=["train", "half"], default="train",
+        help="train: fit on --train-split (when it has qrels); half: fit on one hash half of --split's queries "
+        "and judge on the other (also used when --train-split has no qrels)",
+    )
     p.add_argument("--resamples", type=int, default=10_000)
     p.add_argument("--cache-dir", default=".cache/indexes")
     p.add_argument("--out", default="out/bench/adaptive_depth")
@@ -58,6 +63,29 @@ def _candidates(ds: Any, col: Any, retriever: str, top_k: int) -> dict[str, list
     return out
 
 
+def _scores(reranker: Any, queries: Any, cands: dict[str, list[Any]], path: Path, key: str) -> dict[str, Any]:
+    """Full-depth scores, cached in ``path`` (npz) under ``key`` (reranker, retriever, top-k, candidate ids)."""
+    import numpy as np
+
+    from rankfunnel.eval.depth import full_depth_scores
+
+    if path.is_file():
+        data = np.load(path, allow_pickle=False)
+        if str(data["key"]) == key:
+            return {q: data[f"q_{i}"] for i, q in enumerate(sorted(cands))}
+    scores = full_depth_scores(reranker, queries, cands, show_progress=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, key=np.array(key), **{f"q_{i}": scores[q] for i, q in enumerate(sorted(cands))})
+    tmp.replace(path)
+    return scores
+
+
+def _key(reranker: Any, args: argparse.Namespace, cands: dict[str, list[Any]]) -> str:
+    ids = hashlib.sha256("\n".join(f"{q}:{','.join(h.id for h in cands[q])}" for q in sorted(cands)).encode())
+    return f"{getattr(reranker, 'name', args.reranker)}|{args.retriever}|{args.top_k}|{ids.hexdigest()}"
+
+
 def _half(qid: str) -> int:
     return hashlib.sha256(qid.encode()).digest()[0] % 2
 
@@ -67,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from rankfunnel.embed import make_embedder
     from rankfunnel.errors import InvalidInputError
     from rankfunnel.eval.datasets import load_beir
-    from rankfunnel.eval.depth import depth_curve, fit_depth_policy, full_depth_scores, plot_curve
+    from rankfunnel.eval.depth import depth_curve, fit_depth_policy, plot_curve
     from rankfunnel.eval.runner import dataset_collection
     from rankfunnel.rerank import load_reranker
 
@@ -82,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         test = load_beir(folder, args.split)
-        has_train = (folder / "qrels" / f"{args.train_split}.tsv").is_file()
+        has_train = args.fit_on == "train" and (folder / "qrels" / f"{args.train_split}.tsv").is_file()
         train = load_beir(folder, args.train_split) if has_train else test
         reranker = load_reranker(args.reranker)
         if reranker is None:
@@ -94,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         if not has_train:  # no training qrels: fit on one hash half of the judged queries, judge on the other
             c_train = {q: h for q, h in c_test.items() if _half(q) == 0}
             c_test = {q: h for q, h in c_test.items() if _half(q) == 1}
-        s_train = full_depth_scores(reranker, train.queries, c_train)
-        s_test = full_depth_scores(reranker, test.queries, c_test)
+        out = Path(args.out)
+        s_train = _scores(reranker, train.queries, c_train, out / "scores-fit.npz", _key(reranker, args, c_train))
+        s_test = _scores(reranker, test.queries, c_test, out / "scores-judged.npz", _key(reranker, args, c_test))
         policy = fit_depth_policy(c_train, train.qrels, s_train, depths=depths, max_loss=args.max_loss)
         curve = depth_curve(c_test, test.qrels, s_test, policy=policy, depths=depths, n_resamples=args.resamples)
     except InvalidInputError as exc:
@@ -110,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         "top_k": args.top_k,
         "max_loss": args.max_loss,
     })
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     policy.save(out / "policy.json")
     (out / "curve.json").write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")

@@ -47,13 +47,34 @@ def rerank_at_depth(hits: Sequence[Hit], scores: Sequence[float], depth: int) ->
 
 
 def full_depth_scores(
-    reranker: Any, queries: Mapping[str, str], candidates: Mapping[str, Sequence[Hit]]
+    reranker: Any,
+    queries: Mapping[str, str],
+    candidates: Mapping[str, Sequence[Hit]],
+    *,
+    batch_queries: int = 8,
+    show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Raw reranker scores of every candidate (``reranker.predict`` on (query, document text) pairs)."""
+    """Raw reranker scores of every candidate (``reranker.predict`` on (query, document text) pairs).
+
+    Several queries' pairs go into one ``predict`` call (``batch_queries``); a progress bar counts pairs.
+    """
+    from rankfunnel.progress import progress
+
     out: dict[str, np.ndarray] = {}
-    for qid, hits in candidates.items():
-        pairs = [(queries[qid], h.document.content if h.document is not None else "") for h in hits]
-        out[qid] = np.asarray(reranker.predict(pairs), dtype=np.float64) if pairs else np.zeros(0)
+    qids = list(candidates)
+    total = sum(len(candidates[q]) for q in qids)
+    with progress("reranker: scoring every candidate", total, enabled=show_progress) as bar:
+        for start in range(0, len(qids), max(1, batch_queries)):
+            group = qids[start : start + max(1, batch_queries)]
+            pairs = [(queries[q], h.document.content if h.document is not None else "")
+                     for q in group for h in candidates[q]]
+            raw = np.asarray(reranker.predict(pairs), dtype=np.float64) if pairs else np.zeros(0)
+            at = 0
+            for q in group:
+                n = len(candidates[q])
+                out[q] = raw[at : at + n]
+                at += n
+            bar.advance(len(pairs))
     return out
 
 
