@@ -261,3 +261,19 @@ def test_bench_errors_name_the_option_that_was_given(sample_index: Path, tmp_pat
     missing = tmp_path / "nope.txt"
     res = run("bench", "--index-dir", str(sample_index), "--queries-file", str(missing), "--quiet")
     _assert_clean_error(res, "--queries-file")
+
+
+def test_search_applies_a_depth_policy(sample_index: Path, tmp_path: Path) -> None:
+    """`search --depth-policy`: the policy's depth is what gets reranked; the rest keep stage-1 order."""
+    from rankfunnel.rerank.depth import DepthPolicy
+
+    top2 = DepthPolicy("gap", (float("inf"),), (2, 20)).save(tmp_path / "top2.json")  # never reached: depth 20
+    always2 = DepthPolicy("gap", (-1e9,), (2, 20)).save(tmp_path / "always2.json")  # every query: rerank the top 2
+    args = ["search", "who approves a discount above 20%", "--index-dir", str(sample_index), "--reranker", "fake",
+            "--top-k", "20", "--top-n", "10"]
+    full = run_json(*args, "--depth-policy", str(top2))
+    cut = run_json(*args, "--depth-policy", str(always2))
+    assert full["reranked"] and cut["reranked"]
+    assert sum(h["rerank_score"] is not None for h in full["hits"]) == 10
+    assert [h["rerank_score"] is not None for h in cut["hits"]] == [True, True] + [False] * 8
+    assert [h["stage1_rank"] for h in cut["hits"][2:]] == sorted(h["stage1_rank"] for h in cut["hits"][2:])

@@ -284,3 +284,31 @@ def test_the_in_flight_limit_refuses_the_lowest_class_first_and_keeps_headroom_f
     assert 'rankfunnel_priority_requests_total{priority="low",status="429"} 2.0' in metrics
     assert 'rankfunnel_priority_requests_total{priority="high",status="200"} 1.0' in metrics
     assert 'rankfunnel_priority_latency_seconds_count{priority="normal"} 4.0' in metrics
+
+
+def test_serve_applies_a_depth_policy_to_auto_searches(monkeypatch, tmp_path: Path) -> None:
+    from rankfunnel.rerank.depth import DepthPolicy
+
+    cfg = ServiceConfig(max_wait_ms=1, cache_size=0, depth_policy=DepthPolicy("gap", (-1e9,), (2, 100)))
+
+    async def body():
+        async with served(cfg, rerankers=[FakeReranker()]) as c:
+            auto = (await c.post("/v1/search", json={"query": "python list", "top_k": 6, "top_n": 6,
+                                                     "rerank": "auto"})).json()
+            on = (await c.post("/v1/search", json={"query": "python list", "top_k": 6, "top_n": 6,
+                                                   "rerank": True})).json()
+            return auto, on
+
+    auto, on = asyncio.run(body())
+    assert auto["reranked"] and auto["timings_ms"]["pairs_scored"] == 2
+    assert on["timings_ms"]["pairs_scored"] == 6  # the policy is for rerank "auto" only
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: seen.update(app=application))
+    policy = DepthPolicy("gap", (0.5,), (0, 20)).save(tmp_path / "p.json")
+    res = CliRunner().invoke(cli_app, ["serve", "--reranker", "fake", "--depth-policy", str(policy)])
+    assert res.exit_code == 0, res.output
+    assert seen["app"].state.config.depth_policy == DepthPolicy.load(policy)
+    bad = CliRunner().invoke(cli_app, ["serve", "--reranker", "fake", "--depth-policy", str(tmp_path / "none.json")])
+    assert bad.exit_code == 2 and "not found" in bad.output

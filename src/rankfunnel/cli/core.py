@@ -112,6 +112,25 @@ RerankModeOpt = Annotated[
 AutoMarginOpt = Annotated[
     float, typer.Option("--auto-margin", help="--rerank auto skips stage 2 above this stage-1 top-1/top-2 gap.")
 ]
+DepthPolicyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--depth-policy",
+        help="Adaptive-depth policy JSON (fit_depth_policy / bench/adaptive_depth.py): per query, skip or "
+        "rerank only the top 10/20/50/100. Implies --rerank auto.",
+    ),
+]
+
+
+def depth_policy_mode(path: Path | None, rerank: RerankMode) -> tuple[Any, RerankMode]:
+    """The ``--depth-policy`` file loaded (None when not given) and the rerank mode it implies (``auto``)."""
+    if path is None:
+        return None, rerank
+    from rankfunnel.rerank.depth import DepthPolicy
+
+    if rerank is RerankMode.off:
+        raise InvalidInputError("--depth-policy decides how deep to rerank: drop --rerank off.")
+    return DepthPolicy.load(path), RerankMode.auto
 
 
 def stage2_options(
@@ -389,12 +408,14 @@ def search(
     fail_closed: FailClosedOpt = False,
     rerank: RerankModeOpt = RerankMode.on,
     auto_margin: AutoMarginOpt = defaults.AUTO_MARGIN,
+    depth_policy: DepthPolicyOpt = None,
 ) -> None:
     """Search an index: stage-1 retrieval, then rerank (stage 1 only if there is no reranker to load)."""
     from rankfunnel.pipeline import Pipeline
     from rankfunnel.rerank.resolve import apply_stored_calibration
 
     filters = _parse_filters(filter_)
+    policy, rerank = depth_policy_mode(depth_policy, rerank)
     collection = _open(index_dir, backend, milvus_uri)
     loaded = _reranker.load(reranker, device=device, offline=offline, api_key=reranker_api_key, route=cpu_route)
     model, reason = loaded.model, loaded.reason
@@ -410,7 +431,7 @@ def search(
     )
     pipe = Pipeline(
         collection, model, retriever=retriever.value, top_k=top_k, top_n=top_n, reason=reason,
-        fallbacks=chain, **opts,
+        fallbacks=chain, depth_policy=policy, **opts,
     )
     result = pipe.search(query, filter=filters, rerank=rerank.flag)
     if as_json:

@@ -19,6 +19,7 @@ from rankfunnel.cli.core import (
     AttemptTimeoutOpt,
     AutoMarginOpt,
     DeadlineOpt,
+    DepthPolicyOpt,
     DeviceOpt,
     FailClosedOpt,
     FallbackOpt,
@@ -27,6 +28,7 @@ from rankfunnel.cli.core import (
     RerankModeOpt,
     Retriever,
     ScoreCacheOpt,
+    depth_policy_mode,
     handle_errors,
     load_fallbacks,
     stage2_options,
@@ -187,14 +189,7 @@ def eval_cmd(
             "over A with its 95%% CI, on the same stage-1 candidates. Replaces --reranker.",
         ),
     ] = None,
-    depth_policy: Annotated[
-        Path | None,
-        typer.Option(
-            "--depth-policy",
-            help="Adaptive-depth policy JSON (fit_depth_policy / bench/adaptive_depth.py): per query, skip or "
-            "rerank only the top 10/20/50/100. Implies --rerank auto.",
-        ),
-    ] = None,
+    depth_policy: DepthPolicyOpt = None,
 ) -> None:
     """Measure stage-1 and reranked quality (NDCG, MRR, P, R, MAP), the lift with a 95% CI, and latency.
 
@@ -213,14 +208,7 @@ def eval_cmd(
     ks = parse_ints(k, "--k")
     if top_k < 1:
         raise InvalidInputError(f"--top-k must be >= 1, got {top_k}.")
-    policy = None
-    if depth_policy is not None:
-        from rankfunnel.rerank.depth import DepthPolicy
-
-        if rerank is RerankMode.off:
-            raise InvalidInputError("--depth-policy decides how deep to rerank: drop --rerank off.")
-        policy = DepthPolicy.load(depth_policy)
-        rerank = RerankMode.auto
+    policy, rerank = depth_policy_mode(depth_policy, rerank)
     opts: dict[str, Any] = stage2_options(
         deadline_ms=deadline_ms, attempt_timeout_ms=attempt_timeout_ms, cache=cache,
         fail_closed=fail_closed, auto_margin=auto_margin,

@@ -143,6 +143,14 @@ def serve(
     auto_margin: Annotated[
         float, typer.Option(help="rerank=auto skips stage 2 above this stage-1 gap.")
     ] = defaults.AUTO_MARGIN,
+    depth_policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--depth-policy",
+            help="Adaptive-depth policy JSON (bench/adaptive_depth.py) for /v1/search with rerank \"auto\": per "
+            "query, skip or rerank only the top 10/20/50/100.",
+        ),
+    ] = None,
     breaker_failures: Annotated[
         int, typer.Option(help="Consecutive failures of a reranker that open its circuit breaker.")
     ] = defaults.BREAKER_FAILURES,
@@ -250,6 +258,7 @@ def _serve(
     attempt_timeout_ms: float | None,
     fail_closed: bool,
     auto_margin: float,
+    depth_policy: Path | None,
     breaker_failures: int,
     breaker_cooldown_s: float,
     cache_size: int,
@@ -277,6 +286,7 @@ def _serve(
     variant_key_header: str,
 ) -> None:
     from rankfunnel._optional import require
+    from rankfunnel.rerank.depth import DepthPolicy
     from rankfunnel.service import Limits, ServiceConfig, create_app
     from rankfunnel.service.priority import PriorityConfig
 
@@ -310,6 +320,7 @@ def _serve(
         fail_open=not fail_closed,
         attempt_timeout_ms=attempt_timeout_ms,
         auto_margin=auto_margin,
+        depth_policy=DepthPolicy.load(depth_policy) if depth_policy is not None else None,
         breaker_failures=breaker_failures,
         breaker_cooldown_s=breaker_cooldown_s,
         cache_size=cache_size,

@@ -11,6 +11,7 @@ from typing import Literal
 
 from rankfunnel import defaults
 from rankfunnel.errors import InvalidInputError
+from rankfunnel.rerank.depth import DepthPolicy
 from rankfunnel.service.priority import PriorityConfig
 
 
@@ -102,6 +103,8 @@ class ServiceConfig:
         trust_remote_code: Allow model repositories to run their own code (off by default).
         warmup: Report ready (``/readyz``) only after every model scored one warm-up batch and stage 1 ran
             one search; ``False`` reports ready as soon as the workers run (tests that count model calls).
+        depth_policy: An adaptive-depth policy for ``/v1/search`` with ``rerank: "auto"``: per query, skip
+            stage 2 or rerank only the top 10/20/50/100 (:class:`~rankfunnel.rerank.depth.DepthPolicy`).
         priority: Priority classes (high, normal, low) and what each gets: queue order, queue share before
             429, rerank depth, stage 1 only (:class:`~rankfunnel.service.priority.PriorityConfig`).
 
@@ -131,6 +134,7 @@ class ServiceConfig:
     trust_remote_code: bool = False
     warmup: bool = True
     priority: PriorityConfig = field(default_factory=PriorityConfig)
+    depth_policy: DepthPolicy | None = None
 
     def __post_init__(self) -> None:
         _positive("max_batch_tokens", self.max_batch_tokens, integer=True)
@@ -175,5 +179,7 @@ class ServiceConfig:
         for key in self.api_keys:
             if not isinstance(key, str) or len(key) < 8:
                 raise InvalidInputError("Every API key must be a string of at least 8 characters.")
+        if self.depth_policy is not None and not isinstance(self.depth_policy, DepthPolicy):
+            raise InvalidInputError("depth_policy must be a rankfunnel.rerank.depth.DepthPolicy (DepthPolicy.load).")
         if not isinstance(self.limits, Limits):
             raise InvalidInputError("limits must be a rankfunnel.service.config.Limits instance.")

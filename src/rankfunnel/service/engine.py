@@ -126,6 +126,7 @@ class RerankEngine:
             attempt_timeout_ms=config.attempt_timeout_ms,
             fail_open=config.fail_open,
             auto_margin=config.auto_margin,
+            depth=config.depth_policy,
             breaker_failures=config.breaker_failures,
             breaker_cooldown_s=config.breaker_cooldown_s,
             reason="no reranker configured: stage-1 results",
