@@ -86,6 +86,27 @@ def _key(reranker: Any, args: argparse.Namespace, cands: dict[str, list[Any]]) -
     return f"{getattr(reranker, 'name', args.reranker)}|{args.retriever}|{args.top_k}|{ids.hexdigest()}"
 
 
+def markdown(curve: dict[str, Any]) -> str:
+    """The curve as a markdown table (what docs/results.md shows)."""
+    rows = [
+        f"{curve['dataset']}: fit on {curve['fit_on']}, judged on {curve['judged_on']} ({curve['queries']} queries), "
+        f"{curve['retriever']} top {curve['top_k']}, reranker `{curve['reranker']}`, max loss {curve['max_loss']}",
+        "",
+        "| ranking | NDCG@10 | pairs / query | loss vs top 100 | 95% interval | p |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for p in [*curve["fixed"], curve["policy"]]:
+        lo, hi = p["loss_ci95"]
+        name = "**adaptive policy**" if p["label"] == "policy" else p["label"]
+        rows.append(f"| {name} | {p['ndcg@10']:.4f} | {p['pairs_per_query']:.1f} | {p['loss']:+.4f} | "
+                    f"[{lo:+.4f}, {hi:+.4f}] | {p['p_value']:.3f} |")
+    pol = curve["policy"]
+    rows += ["", f"Policy: signal `{pol['policy']['signal']}`, depths {pol['policy']['depths']}, thresholds "
+             f"{[None if t is None else round(t, 4) for t in pol['policy']['thresholds']]}; "
+             f"{pol['pairs_saved']:.1%} fewer pairs than top 100."]
+    return "\n".join(rows) + "\n"
+
+
 def _half(qid: str) -> int:
     return hashlib.sha256(qid.encode()).digest()[0] % 2
 
@@ -143,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     policy.save(out / "policy.json")
     (out / "curve.json").write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
     plot_curve(curve, out / "curve.png")
+    (out / "curve.md").write_text(markdown(curve), encoding="utf-8")
     for p in [*curve["fixed"], curve["policy"]]:
         lo, hi = p["loss_ci95"]
         print(f"{p['label']:>8}: ndcg@10 {p['ndcg@10']:.4f}  pairs/query {p['pairs_per_query']:6.1f}  "

@@ -38,6 +38,8 @@ def test_script_fits_writes_policy_curve_and_png(tiny_beir: Path, tmp_path: Path
     assert curve["fit_on"].startswith("hash half 0") and curve["judged_on"].startswith("hash half 1")
     assert curve["fixed"][-1]["loss"] == 0.0 and "pairs_saved" in curve["policy"]
     assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "curve.md").read_text()
+    assert "| **adaptive policy** |" in table and table.count("\n| top ") == 2
     DepthPolicy.load(out / "policy.json")
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "adaptive_depth.py"), str(tiny_beir), "--reranker",
                           "fake", "--top-k", "5"], capture_output=True, text=True, timeout=120)

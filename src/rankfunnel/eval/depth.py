@@ -240,6 +240,8 @@ def plot_curve(curve: Mapping[str, Any], path: Any, *, k: int = 10) -> None:
     if "policy" in curve:
         p = curve["policy"]
         ax.plot([p["pairs_per_query"]], [p[key]], "r*", markersize=12, label="adaptive depth policy")
+    if "dataset" in curve:
+        ax.set_title(f"{curve['dataset']} ({curve.get('judged_on', '')}, {curve['queries']} queries)", fontsize=9)
     ax.set_xlabel("reranker pairs scored per query")
     ax.set_ylabel(key.upper())
     ax.legend()
