@@ -257,7 +257,26 @@ at a weaker model; on SciFact test it lowers NDCG@10 at every depth (top 100: 0.
 | **adaptive policy** | 0.6451 | 1.0 | -0.0382 | [-0.0758, -0.0011] |
 
 ![Adaptive depth with a reranker that hurts](img/adaptive_depth_scifact_weak.png)
-NFCORPUS_PLACEHOLDER
+
+**Another domain: nfcorpus** (health questions to medical articles; the SciFact-trained reranker hurts there, see
+docs/training.md). No train qrels, so the script fits on one hash half of the test queries and judges on the
+other (163 queries): `.venv/bin/python bench/adaptive_depth.py ../shared/datasets/nfcorpus --reranker
+models/scifact-minilm-reranker --retriever dense --top-k 100 --split test --out out/bench/adaptive_depth/nfcorpus`.
+
+| ranking (nfcorpus test, half 1) | NDCG@10 | pairs / query | loss vs top 100 | 95% interval |
+|---|---:|---:|---:|---|
+| stage 1 | 0.2977 | 0.0 | -0.1234 | [-0.1574, -0.0906] |
+| top 10 | 0.2835 | 10.0 | -0.1092 | [-0.1372, -0.0821] |
+| top 20 | 0.2503 | 20.0 | -0.0760 | [-0.0979, -0.0548] |
+| top 50 | 0.2106 | 50.0 | -0.0363 | [-0.0491, -0.0238] |
+| top 100 | 0.1743 | 100.0 | 0 | |
+| **adaptive policy** | 0.2977 | 0.0 | -0.1234 | [-0.1574, -0.0906] |
+
+The policy learned to rerank nothing here (every threshold 0: always skip), so it keeps stage 1's NDCG@10 and
+scores no pairs, where fixed top 100 loses 0.12.
+
+![Adaptive depth on nfcorpus](img/adaptive_depth_nfcorpus.png)
+
 Early stop inside a cascade (`"A:100,B:20,stop=M"`, fitted by `rankfunnel.eval.depth.fit_cascade_stop`) is
 built and tested on fakes but not measured on real data: it needs two rerankers of different cost, and this
 machine has one trained model.
