@@ -19,6 +19,7 @@ from rankfunnel.protocols import Collection, Filter
 from rankfunnel.rerank.cache import ScoreCache
 from rankfunnel.rerank.resolve import apply_stored_calibration, load_reranker_or_reason
 from rankfunnel.rerank.stage2 import Stage2
+from rankfunnel.rerank.variants import PRIMARY, VariantSplit
 from rankfunnel.types import Hit, SearchResult
 from rankfunnel.validate import check_count, check_queries, check_retriever
 
@@ -54,6 +55,10 @@ class Pipeline:
         shadow: a :class:`~rankfunnel.rerank.shadow.Shadow`: a second reranker scores a sample of searches in its
             own background thread after each answer is built (never delaying it); :meth:`close` flushes it.
         depth_policy: a :class:`~rankfunnel.rerank.depth.DepthPolicy` applied with ``rerank="auto"``.
+        variants: an A/B split, ``{name: (reranker, weight)}``: each search goes to one variant, sticky by a
+            hash of its key (``search(key=...)``, e.g. a user id; else the query), each variant getting about
+            its weight's share; the reranker ``"primary"`` means this pipeline's own stage 2, ``None`` stage 1
+            only. Results name the variant (``SearchResult.variant``). Variants share the other options.
 
     Examples:
         >>> from rankfunnel.pipeline import Pipeline  # doctest: +SKIP
@@ -81,25 +86,36 @@ class Pipeline:
         stage2: Stage2 | None = None,
         shadow: Shadow | None = None,
         depth_policy: Any = None,
+        variants: Mapping[str, tuple[BaseReranker | str | None, float]] | None = None,
     ) -> None:
         self.collection = collection
         self.shadow = shadow
         self.retriever = check_retriever(retriever)
         self.top_k = check_count(top_k, field="top_k")
         self.top_n = check_count(top_n, field="top_n")
+        shared: dict[str, Any] = {
+            "cache": open_cache(cache), "deadline_ms": deadline_ms, "attempt_timeout_ms": attempt_timeout_ms,
+            "fail_open": fail_open, "auto_margin": auto_margin, "depth": depth_policy,
+        }
         if stage2 is None:
-            stage2 = Stage2(
-                reranker,
-                fallbacks=fallbacks,
-                cache=open_cache(cache),
-                deadline_ms=deadline_ms,
-                attempt_timeout_ms=attempt_timeout_ms,
-                fail_open=fail_open,
-                auto_margin=auto_margin,
-                reason=reason,
-                depth=depth_policy,
-            )
+            stage2 = Stage2(reranker, fallbacks=fallbacks, reason=reason, **shared)
         self.stage2 = stage2
+        self.variant_split: VariantSplit | None = None
+        self.variant_stage2: dict[str, Stage2] = {}
+        if variants:
+            self.variant_split = VariantSplit({name: weight for name, (_, weight) in variants.items()})
+            for name, (model, _) in variants.items():
+                if model == PRIMARY:
+                    self.variant_stage2[name] = self.stage2
+                elif model is None or isinstance(model, str):
+                    if model is not None:
+                        raise InvalidInputError(
+                            f"variant {name!r}: pass a reranker object, None (stage 1) or 'primary', not {model!r}; "
+                            "load it with rankfunnel.rerank.load_reranker."
+                        )
+                    self.variant_stage2[name] = Stage2(None, reason=f"variant {name!r} is stage 1 only", **shared)
+                else:
+                    self.variant_stage2[name] = Stage2(model, **shared)
 
     @property
     def reranker(self) -> BaseReranker | None:
@@ -191,6 +207,7 @@ class Pipeline:
         filter: Filter | None = None,
         rerank: bool | str = defaults.RERANK,
         deadline_ms: float | None = None,
+        key: str | None = None,
     ) -> SearchResult:
         """Search one query: stage-1 ``top_k`` candidates, reranked, best ``top_n`` returned.
 
@@ -203,7 +220,7 @@ class Pipeline:
         """
         return self.search_many(
             [query], top_k=top_k, top_n=top_n, retriever=retriever, filter=filter, rerank=rerank,
-            deadline_ms=deadline_ms,
+            deadline_ms=deadline_ms, keys=None if key is None else [key],
         )[0]
 
     def search_many(
@@ -217,6 +234,7 @@ class Pipeline:
         rerank: bool | str = defaults.RERANK,
         deadline_ms: float | None = None,
         query_ids: Sequence[str] | None = None,
+        keys: Sequence[str] | None = None,
     ) -> list[SearchResult]:
         """Search several queries: one batched stage-1 encoding and one stage-2 scoring call over all pairs.
 
@@ -224,7 +242,8 @@ class Pipeline:
         of the whole batch (with ``batch_queries`` giving its size). ``rerank`` is True, False or ``"auto"``
         (skip stage 2 per query when stage 1 is confident). ``deadline_ms`` (capped by the pipeline's own)
         covers the whole call, stage 1 included: stage 2 gets what stage 1 left. ``query_ids`` (optional, one
-        per query) only label the shadow's records (to match qrels in ``rankfunnel shadow-report``).
+        per query) only label the shadow's records (to match qrels in ``rankfunnel shadow-report``). With an
+        A/B split (``variants``), ``keys`` (one per query, e.g. user ids; default the queries) pick the variant.
 
         Examples:
             >>> [r.hits[0].id for r in pipe.search_many(["q1", "q2"])]  # doctest: +SKIP
@@ -237,6 +256,8 @@ class Pipeline:
             return []
         if query_ids is not None and len(query_ids) != len(queries):
             raise InvalidInputError(f"query_ids must match queries: {len(query_ids)} ids, {len(queries)} queries.")
+        if keys is not None and len(keys) != len(queries):
+            raise InvalidInputError(f"keys must match queries: {len(keys)} keys, {len(queries)} queries.")
         k = check_count(top_k if top_k is not None else self.top_k, field="top_k")
         n = check_count(top_n if top_n is not None else self.top_n, field="top_n")
         ret = check_retriever(retriever if retriever is not None else self.retriever)
@@ -245,13 +266,26 @@ class Pipeline:
 
         candidates = self._stage1(queries, k, ret, filter)
         t1 = time.perf_counter()
-        out = self.stage2.run(queries, candidates, n, deadline=deadline, rerank=rerank)
+        picked: list[str | None] = [None] * len(queries)
+        if self.variant_split is None:
+            out = self.stage2.run(queries, candidates, n, deadline=deadline, rerank=rerank)
+        else:  # one stage-2 run per variant over its queries, answers put back in query order
+            picked = [self.variant_split.pick(keys[i] if keys is not None else q) for i, q in enumerate(queries)]
+            answers: list[Any] = [None] * len(queries)
+            for name in dict.fromkeys(v for v in picked if v is not None):
+                idx = [i for i, v in enumerate(picked) if v == name]
+                got = self.variant_stage2[name].run(
+                    [queries[i] for i in idx], [candidates[i] for i in idx], n, deadline=deadline, rerank=rerank
+                )
+                for i, r in zip(idx, got, strict=True):
+                    answers[i] = r
+            out = answers
         t2 = time.perf_counter()
         if self.shadow is not None:  # after the answer is built; offer() only enqueues, never blocks
             for i, (q, r) in enumerate(zip(queries, out, strict=True)):
                 self.shadow.offer(q, candidates[i], r.hits, query_id=query_ids[i] if query_ids else None)
         results = []
-        for q, r in zip(queries, out, strict=True):
+        for q, r, variant in zip(queries, out, picked, strict=True):
             timings = {"stage1_ms": (t1 - t0) * 1e3, **r.timings_ms, "total_ms": (t2 - t0) * 1e3}
             if len(queries) > 1:
                 timings["batch_queries"] = float(len(queries))
@@ -264,6 +298,7 @@ class Pipeline:
                     reranker=r.model,
                     reason=r.reason,
                     timings_ms=timings,
+                    variant=variant,
                 )
             )
         return results

@@ -56,6 +56,7 @@ class SearchResult:
     reranker: str | None = None
     reason: str | None = None
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    variant: str | None = None  # the A/B variant that answered (Pipeline(variants=...)); None without a split
 
     def to_dict(self, *, with_text: bool = False) -> dict[str, Any]:
         """The JSON shape used by ``rankfunnel search --json`` and the service."""
@@ -82,4 +83,5 @@ class SearchResult:
             "reason": self.reason,
             "hits": hits,
             "timings_ms": dict(self.timings_ms),
+            **({"variant": self.variant} if self.variant is not None else {}),
         }

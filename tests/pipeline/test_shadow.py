@@ -139,3 +139,27 @@ def test_close_out_of_time_counts_what_was_not_scored() -> None:
         time.sleep(0.01)
     assert st["sampled"] == 5 and st["dropped"] >= 3
     assert st["recorded"] + st["dropped"] + st["failed"] == 5
+
+
+def test_library_ab_split_is_sticky_weighted_and_named(collection) -> None:
+    """Pipeline(variants=...): each search goes to one variant by its key; results say which, and the variant's
+    own reranker answered."""
+    from collections import Counter
+
+    new = FakeReranker(name="new-model", scale=2.0)
+    pipe = Pipeline(collection, FakeReranker(), variants={"control": ("primary", 3), "new": (new, 1),
+                                                            "off": (None, 0.0001)})
+    keys = [f"user-{i}" for i in range(400)]
+    res = pipe.search_many(["red car"] * 400, top_k=5, top_n=3, keys=keys)
+    seen = Counter(r.variant for r in res)
+    assert 0.75 - 0.07 < seen["control"] / 400 < 0.75 + 0.07 and seen["new"] > 0
+    for r in res:
+        assert r.reranker == ("new-model" if r.variant == "new" else "fake") or r.variant == "off"
+        assert r.to_dict()["variant"] == r.variant
+    again = [pipe.search("another query", key="user-7", top_k=5).variant for _ in range(3)]
+    assert len(set(again)) == 1 and again[0] == res[7].variant  # sticky by key, whatever the query
+    assert Pipeline(collection, FakeReranker()).search("red car", top_k=5).variant is None
+    with pytest.raises(InvalidInputError, match="variant 'x'"):
+        Pipeline(collection, FakeReranker(), variants={"x": ("some-model-name", 1)})
+    with pytest.raises(InvalidInputError, match="keys must match"):
+        pipe.search_many(["a", "b"], keys=["k"])
