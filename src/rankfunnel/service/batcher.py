@@ -410,9 +410,7 @@ class MicroBatcher:
         return batch
 
     def _budget_full(self) -> bool:
-        """Enough is queued for a full call (so the worker need not wait ``max_wait_ms`` for more)."""
-        tokens = pairs = sliced = 0
-        now = time.monotonic()
+        tokens = pairs = 0
         for _, _, item in self._queue:
             if item.taken or item.future.done():
                 continue
@@ -420,11 +418,6 @@ class MicroBatcher:
             pairs += item.left
             if tokens >= self.max_batch_tokens or pairs >= self.max_batch_pairs:
                 return True
-            cap = self.slice_pairs(item.priority, now)  # the same slice size for every sliced class
-            if cap is not None:
-                sliced += item.left
-                if sliced >= cap:
-                    return True
         return False
 
     async def _run(self) -> None:
