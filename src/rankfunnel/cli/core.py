@@ -117,7 +117,8 @@ DepthPolicyOpt = Annotated[
     typer.Option(
         "--depth-policy",
         help="Adaptive-depth policy JSON (fit_depth_policy / bench/adaptive_depth.py): per query, skip or "
-        "rerank only the top 10/20/50/100. Implies --rerank auto.",
+        "rerank only the top 10/20/50/100. Implies --rerank auto (serve: for /v1/search requests with rerank "
+        '"auto").',
     ),
 ]
 

@@ -20,6 +20,7 @@ import typer
 from rankfunnel import defaults
 from rankfunnel.cli import _reranker, app
 from rankfunnel.cli._reranker import CpuRouteOpt, OfflineOpt, RerankerApiKeyOpt
+from rankfunnel.cli.core import DepthPolicyOpt
 from rankfunnel.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -143,14 +144,7 @@ def serve(
     auto_margin: Annotated[
         float, typer.Option(help="rerank=auto skips stage 2 above this stage-1 gap.")
     ] = defaults.AUTO_MARGIN,
-    depth_policy: Annotated[
-        Path | None,
-        typer.Option(
-            "--depth-policy",
-            help="Adaptive-depth policy JSON (bench/adaptive_depth.py) for /v1/search with rerank \"auto\": per "
-            "query, skip or rerank only the top 10/20/50/100.",
-        ),
-    ] = None,
+    depth_policy: DepthPolicyOpt = None,
     breaker_failures: Annotated[
         int, typer.Option(help="Consecutive failures of a reranker that open its circuit breaker.")
     ] = defaults.BREAKER_FAILURES,

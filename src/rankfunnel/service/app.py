@@ -161,7 +161,12 @@ _RATE_WINDOW_S = 0.5
 HIGH_HEADROOM = 1.25
 
 
-def _peek_class(body: bytes, header: str | None) -> str:
+def _header_map(scope: Any) -> dict[str, str]:
+    """An ASGI scope's headers as a dict with lower-case names."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _peek_class(body: bytes) -> str:
     """The priority class of a buffered request body (Cohere ``priority``, ZeroEntropy ``latency``).
 
     Only the in-flight check uses this, and only near the limit; anything unreadable counts as the default
@@ -176,10 +181,7 @@ def _peek_class(body: bytes, header: str | None) -> str:
         p, lat = data.get("priority"), data.get("latency")
         cohere = p if isinstance(p, int) and not isinstance(p, bool) else None
         latency = lat if lat in ("fast", "slow") else None
-    try:
-        return request_class(cohere_priority=cohere, latency=latency, header=header)
-    except InvalidInputError:
-        return DEFAULT_CLASS
+    return request_class(cohere_priority=cohere, latency=latency)  # both checked above: cannot raise
 
 
 class _MetricsAndAuth:
@@ -238,7 +240,7 @@ class _MetricsAndAuth:
         ``max_body_bytes`` is read (it would be read next anyway) for Cohere's ``priority`` / ZeroEntropy's
         ``latency``. Bodies without a declared size are not read here: they count as the default class.
         """
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = _header_map(scope)
         header = headers.get(PRIORITY_HEADER.lower())
         if header is not None:
             try:
@@ -264,7 +266,7 @@ class _MetricsAndAuth:
                 return message
             return await receive()
 
-        return _peek_class(b"".join(chunks), None), replayed
+        return _peek_class(b"".join(chunks)), replayed
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -273,7 +275,7 @@ class _MetricsAndAuth:
         path = scope.get("path", "")
         route = _route_label(path)
         if self.keys and not is_public(path):
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            headers = _header_map(scope)
             if not api_key_ok(_presented_key(headers), self.keys):
                 self.metrics.requests.labels(route=route, status="401").inc()
                 resp = JSONResponse(

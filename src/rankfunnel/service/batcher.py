@@ -192,8 +192,7 @@ class MicroBatcher:
         if preempt_ms is not None and not (math.isfinite(preempt_ms) and preempt_ms > 0):
             raise ValueError(f"preempt_ms must be a positive number of milliseconds or None, got {preempt_ms!r}")
         self.preempt_s = None if preempt_ms is None else float(preempt_ms) / 1e3
-        self._pending_pairs = 0
-        self._pending_by_priority: dict[int, int] = {}
+        self._pending_by_priority: dict[int, int] = {}  # pairs waiting, per priority
         self._last_seen: dict[int, float] = {}  # priority -> time.monotonic() of its latest request
         self._busy_pairs = 0
         self._wakeup: asyncio.Event | None = None
@@ -229,7 +228,6 @@ class MicroBatcher:
                 item.future.set_exception(
                     OverloadedError("The service is shutting down; retry shortly.", 1.0)
                 )
-        self._pending_pairs = 0
         self._pending_by_priority.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -279,8 +277,12 @@ class MicroBatcher:
             return None
         return max(1, int(self._pairs_per_s * self.preempt_s))
 
+    @property
+    def _pending_pairs(self) -> int:
+        """Pairs waiting, all priorities."""
+        return sum(self._pending_by_priority.values())
+
     def _add_pending(self, priority: int, n: int) -> None:
-        self._pending_pairs += n
         self._pending_by_priority[priority] = self._pending_by_priority.get(priority, 0) + n
 
     def retry_after(self) -> float:

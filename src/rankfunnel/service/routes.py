@@ -84,6 +84,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _priority_class(request: Request, *, cohere_priority: int | None = None, latency: str | None = None) -> str:
+    """The request's priority class (body field, else ``X-Priority``), recorded for the per-class metrics."""
+    cls = request_class(cohere_priority=cohere_priority, latency=latency, header=request.headers.get(PRIORITY_HEADER))
+    request.state.priority = cls  # read by the metrics middleware (service/app.py)
+    return cls
+
 @router.get("/readyz", tags=["ops"])
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: models loaded, workers running and one warm-up batch scored by every model (503 otherwise)."""
@@ -144,8 +150,7 @@ async def search(req: SearchRequest, request: Request) -> Any:
     check_query(req.query, engine.config.limits)
     check_top(req.top_k, req.top_n, engine.config.limits)
     check_json_size(req.filter, engine.config.limits, field="filter")
-    cls = request_class(header=request.headers.get(PRIORITY_HEADER))
-    request.state.priority = cls  # per-class metrics (service/app.py)
+    cls = _priority_class(request)
     s1 = await engine.stage1(
         req.query, top_k=req.top_k, top_n=req.top_n, retriever=req.retriever, filter=req.filter
     )
@@ -296,8 +301,7 @@ async def _rerank_cohere(req: CohereRerankRequest, request: Request, version: st
             extra = {k: v for k, v in _cohere_document(d).items() if k != "text"}
             check_json_size(extra, engine.config.limits, field=f"documents[{i}] (its fields other than text)")
     texts = [_cohere_text(d, i, req.rank_fields) for i, d in enumerate(req.documents)]
-    cls = request_class(cohere_priority=req.priority, header=request.headers.get(PRIORITY_HEADER))
-    request.state.priority = cls  # per-class metrics (service/app.py)
+    cls = _priority_class(request, cohere_priority=req.priority)
     warnings: list[str] = []
     if req.max_tokens_per_doc is not None:
         cap = req.max_tokens_per_doc * CHARS_PER_TOKEN
@@ -365,8 +369,7 @@ async def rerank_zeroentropy(
     t0 = time.perf_counter()
     engine = engine_of(request)
     _check_model(engine, req.model)
-    cls = request_class(latency=req.latency, header=request.headers.get(PRIORITY_HEADER))
-    request.state.priority = cls  # per-class metrics (service/app.py)
+    cls = _priority_class(request, latency=req.latency)
     t_score = time.perf_counter()
     scored, order = await _rerank(
         engine, req.query, req.documents, req.top_n, request=request, response=response, route="zeroentropy",
@@ -392,8 +395,7 @@ async def rerank_tei(req: TEIRerankRequest, request: Request, response: Response
     if req.truncate:
         cap = engine.config.limits.max_doc_chars
         texts = [_truncate(t, cap, left=req.truncation_direction.lower() == "left") for t in texts]
-    cls = request_class(header=request.headers.get(PRIORITY_HEADER))
-    request.state.priority = cls  # per-class metrics (service/app.py)
+    cls = _priority_class(request)
     scored, order = await _rerank(
         engine, req.query, texts, None, request=request, response=response, route="tei", priority=cls
     )
