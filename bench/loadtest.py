@@ -275,8 +275,37 @@ def _class_stats(out: list[tuple[int, float, float]], classes: list[str]) -> dic
             "rejected_429": sum(s == 429 for s, _, _ in rows),
             "p50_ms": float(np.percentile(ok, 50) * 1e3) if ok else float("nan"),
             "p95_ms": float(np.percentile(ok, 95) * 1e3) if ok else float("nan"),
+            "latencies_ms": [round(lat * 1e3, 2) for lat in ok],  # for pooling repeats (--priority-repeats)
         }
     return stats
+
+
+def pooled_ratio(alone: list[list[float]], loaded: list[list[float]], seed: int = 0) -> dict[str, Any]:
+    """p95 of the pooled loaded latencies over p95 of the pooled alone ones, with a bootstrap 95% interval.
+
+    Each pool is resampled with replacement (2,000 times) and the ratio of the two p95s taken; the interval is
+    the 2.5th-97.5th percentile of those ratios. Also the median of the per-repeat ratios.
+    """
+    a = np.concatenate([np.asarray(x, dtype=float) for x in alone])
+    b = np.concatenate([np.asarray(x, dtype=float) for x in loaded])
+    rng = np.random.default_rng(seed)
+    boots = [
+        np.percentile(rng.choice(b, b.size), 95) / np.percentile(rng.choice(a, a.size), 95) for _ in range(2000)
+    ]
+    per = [np.percentile(y, 95) / np.percentile(x, 95) for x, y in zip(alone, loaded, strict=True) if x and y]
+    return {
+        "repeats": len(alone),
+        "alone_n": int(a.size),
+        "loaded_n": int(b.size),
+        "alone_p50_ms": float(np.percentile(a, 50)),
+        "alone_p95_ms": float(np.percentile(a, 95)),
+        "loaded_p50_ms": float(np.percentile(b, 50)),
+        "loaded_p95_ms": float(np.percentile(b, 95)),
+        "ratio": float(np.percentile(b, 95) / np.percentile(a, 95)),
+        "ratio_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+        "per_repeat": [float(x) for x in per],
+        "median_of_repeats": float(np.median(per)) if per else float("nan"),
+    }
 
 
 async def level(
@@ -287,12 +316,13 @@ async def level(
     args: argparse.Namespace,
     duration: float,
     mix: dict[str, float] | None = None,
+    seed: int = 2,
 ) -> dict[str, Any]:
     """Open-loop Poisson arrivals at ``rate`` requests/s for ``duration`` s (at most ``max_requests``).
 
     ``mix`` (class -> share; default ``--priority-mix``) sends each request with a Cohere ``priority``.
     """
-    rng = random.Random(2)
+    rng = random.Random(seed)
     n = max(1, min(args.max_requests, int(rate * duration)))
     if mix is None and args.priority_mix:
         mix = parse_mix(args.priority_mix)
@@ -378,20 +408,37 @@ def run_model(name: str, args: argparse.Namespace, queries: list[str], docs: lis
         spec, args, queue_wait_ms=wait_ms, log=logs / f"loadtest-{name}.log", defaults=not args.tuned
     ) as srv:
         mix = parse_mix(args.priority_mix) if args.priority_mix else None
-        if mix and mix.get("high"):
-            # "unloaded" for the high class: its own traffic of the highest level, with nothing else sent
-            mult = max(args.levels)
-            row = asyncio.run(level(srv.base, cap * mult * mix["high"], queries, docs, args, duration, {"high": 1.0}))
-            row["load"] = f"high alone ({mult:g}x x {mix['high']:g})"
-            row["p95_within_deadline"] = bool(row["p95_ms"] <= res["deadline_ms"]) if row["ok"] else None
-            res["high_alone"] = row
-            print(f"[{name}] {json.dumps(row)}", flush=True)
-        for mult in args.levels:
-            row = asyncio.run(level(srv.base, cap * mult, queries, docs, args, duration))
-            row["load"] = f"{mult:g}x"
-            row["p95_within_deadline"] = bool(row["p95_ms"] <= res["deadline_ms"]) if row["ok"] else None
-            res["levels"].append(row)
-            print(f"[{name}] {json.dumps(row)}", flush=True)
+        top = max(args.levels)
+        paired = bool(mix and mix.get("high"))
+        # with a priority mix: the highest level is run `--priority-repeats` times, each right after the same
+        # high traffic sent alone (its "unloaded" p95), alternating, so that drift of a shared machine hits both
+        repeats = max(1, args.priority_repeats) if paired else 1
+        for mult in [m for m in args.levels if m != top] if paired else []:
+            res["levels"].append(_level_row(srv.base, cap, mult, queries, docs, args, duration, res, name))
+        alone_ms: list[list[float]] = []
+        loaded_ms: list[list[float]] = []
+        for r in range(repeats):
+            if paired:
+                assert mix is not None
+                row = asyncio.run(
+                    level(srv.base, cap * top * mix["high"], queries, docs, args, duration, {"high": 1.0}, seed=2 + r)
+                )
+                row["load"] = f"high alone ({top:g}x x {mix['high']:g})" + (f" #{r + 1}" if repeats > 1 else "")
+                row["p95_within_deadline"] = bool(row["p95_ms"] <= res["deadline_ms"]) if row["ok"] else None
+                res.setdefault("high_alone", row)
+                if r:
+                    res.setdefault("repeat_rows", []).append(row)
+                alone_ms.append(row["classes"]["high"]["latencies_ms"])
+                print(f"[{name}] {_brief(row)}", flush=True)
+            for mult in [top] if paired else args.levels:
+                row = _level_row(srv.base, cap, mult, queries, docs, args, duration, res, name, seed=2 + r)
+                if r == 0:
+                    res["levels"].append(row)
+                else:
+                    row["load"] += f" #{r + 1}"
+                    res["repeat_rows"].append(row)
+                if paired:
+                    loaded_ms.append(row["classes"]["high"]["latencies_ms"] if "high" in row["classes"] else [])
     if mix and res["levels"]:
         hi = res["levels"][-1]["classes"].get("high")
         lo = res["levels"][0]["classes"].get("high") if len(res["levels"]) > 1 else None
@@ -400,7 +447,34 @@ def run_model(name: str, args: argparse.Namespace, queries: list[str], docs: lis
             res["high_p95_ratio"] = hi["p95_ms"] / lo["p95_ms"]
         if hi and hi["ok"] and alone and alone["ok"]:
             res["high_p95_ratio_vs_alone"] = hi["p95_ms"] / alone["p95_ms"]
+        if repeats > 1 and all(alone_ms) and all(loaded_ms):
+            res["high_p95_pooled"] = pooled_ratio(alone_ms, loaded_ms)
     return res
+
+
+def _brief(row: dict[str, Any]) -> str:
+    """The row as JSON without the raw latencies."""
+    classes = {c: {k: v for k, v in st.items() if k != "latencies_ms"} for c, st in row.get("classes", {}).items()}
+    return json.dumps({**row, **({"classes": classes} if classes else {})})
+
+
+def _level_row(
+    base: str,
+    cap: float,
+    mult: float,
+    queries: list[str],
+    docs: list[str],
+    args: argparse.Namespace,
+    duration: float,
+    res: dict[str, Any],
+    name: str,
+    seed: int = 2,
+) -> dict[str, Any]:
+    row = asyncio.run(level(base, cap * mult, queries, docs, args, duration, seed=seed))
+    row["load"] = f"{mult:g}x"
+    row["p95_within_deadline"] = bool(row["p95_ms"] <= res["deadline_ms"]) if row["ok"] else None
+    print(f"[{name}] {_brief(row)}", flush=True)
+    return row
 
 
 def _default_deadline_ms() -> float:
@@ -456,6 +530,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="Send step 3's requests with a Cohere priority drawn from this mix (high:0.2,normal:0.3,low:0.5) "
         "and report per-class p95 and 429s.",
+    )
+    p.add_argument(
+        "--priority-repeats",
+        type=int,
+        default=1,
+        help="With --priority-mix: run the highest level this many times, each right after the high traffic alone "
+        "(alternating), and report the pooled p95 ratio with a bootstrap 95%% interval.",
     )
     p.add_argument(
         "--serve-arg", action="append", default=[],
@@ -541,6 +622,20 @@ def _print(report: dict[str, Any]) -> None:
         if "high_p95_ratio_vs_alone" in res:
             print(f"{name}: high-priority p95 at the highest level / with high traffic alone = "
                   f"{res['high_p95_ratio_vs_alone']:.2f} (target <= 1.2)")
+        for row in res.get("repeat_rows", []):
+            st = row.get("classes", {}).get("high")
+            if st:
+                print(f"{name} {row['load']} high: {st['ok']}/{st['requests']} ok, {st['rejected_429']} x 429, "
+                      f"p50 {st['p50_ms']:.0f} ms, p95 {st['p95_ms']:.0f} ms; other statuses "
+                      f"{row.get('other_statuses', {})}")
+        pool = res.get("high_p95_pooled")
+        if pool:
+            lo, hi = pool["ratio_ci95"]
+            print(f"{name}: pooled over {pool['repeats']} alternating repeats ({pool['alone_n']} / {pool['loaded_n']} "
+                  f"high requests): p95 alone {pool['alone_p95_ms']:.0f} ms, at the highest level "
+                  f"{pool['loaded_p95_ms']:.0f} ms, ratio {pool['ratio']:.2f} [95% {lo:.2f}-{hi:.2f}], per repeat "
+                  + ", ".join(f"{x:.2f}" for x in pool["per_repeat"])
+                  + f" (median {pool['median_of_repeats']:.2f}; target <= 1.2)")
     for name, res in report["models"].items():
         b = res.get("batching")
         if b:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,7 @@ def test_less_urgent_work_is_sliced_while_urgent_requests_arrive() -> None:
     assert scores.tolist() == FakeReranker().predict(low_pairs).tolist() and left == 0  # reassembled in order
     high_at = next(i for i, batch in enumerate(model.batches) if "high" in batch)
     assert 0 < high_at < len(model.batches) - 1  # between two slices of the low request
+    assert model.batches[high_at] == ["high"]  # the urgent call carries no low filler
 
     model.batches.clear()
     first, scores, _ = asyncio.run(body(urgent=False))  # nothing more urgent seen before: the low request runs whole
@@ -219,21 +221,53 @@ def test_an_urgent_request_counts_only_the_work_queued_ahead_of_it() -> None:
     assert len(asyncio.run(body())) == 1
 
 
+def test_ageing_serves_a_starved_request_before_the_urgent_stream_ends() -> None:
+    """A steady stream of urgent requests keeps the model busy for ~1 s; a low request queued meanwhile is
+    served after ``promote_after_ms`` (ageing), not after the stream; with strict priority it waits it out."""
+    model = Calls(delay_s=0.02)
+
+    async def body(promote_after_ms):
+        async with MicroBatcher(model, max_wait_ms=0, promote_after_ms=promote_after_ms) as b:
+            await b.predict([("warm", "d")], priority=0)
+            t0 = time.perf_counter()
+
+            async def stream():  # an urgent request every 5 ms, model calls of 20 ms: always some queued
+                sent = []
+                while time.perf_counter() - t0 < 1.0:
+                    sent.append(asyncio.create_task(b.predict([("high", "d")], priority=0)))
+                    await asyncio.sleep(0.005)
+                await asyncio.gather(*sent)
+
+            urgent = asyncio.create_task(stream())
+            await asyncio.sleep(0.05)
+            await b.predict([("low", "d")], priority=2)
+            low_s = time.perf_counter() - t0
+            await urgent
+            return low_s, b.promoted, b.queue_pairs
+
+    aged_s, promoted, left = asyncio.run(body(150))
+    strict_s, never, _ = asyncio.run(body(None))
+    assert promoted == 1 and never == 0 and left == 0
+    assert aged_s < 0.6 and strict_s >= 1.0, (aged_s, strict_s)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     requests=st.lists(
         st.tuples(st.integers(1, 25), st.integers(0, 2), st.booleans()), min_size=1, max_size=12
     ),
     preempt_ms=st.sampled_from([0.5, 2.0, 20.0]),
+    promote_after_ms=st.sampled_from([None, 1.0, 3.0]),
 )
-def test_sliced_batches_give_every_request_its_own_scores(requests, preempt_ms) -> None:
-    """Whatever the mix of sizes, priorities and cancellations: each answer is its own pairs' scores, in order,
-    and nothing stays counted as queued."""
+def test_sliced_batches_give_every_request_its_own_scores(requests, preempt_ms, promote_after_ms) -> None:
+    """Whatever the mix of sizes, priorities, cancellations and promotions (ageing): each answer is its own pairs'
+    scores, in order, and nothing stays counted as queued."""
     model = FakeReranker(delay_s=0.001)
     words = ["red", "car", "boat", "blue", "sea"]
 
     async def body():
-        async with MicroBatcher(model, max_wait_ms=0.5, max_batch_pairs=16, preempt_ms=preempt_ms) as b:
+        async with MicroBatcher(model, max_wait_ms=0.5, max_batch_pairs=16, preempt_ms=preempt_ms,
+                                promote_after_ms=promote_after_ms) as b:
             await b.predict([("warm", "d")] * 4)
             tasks, expected = [], []
             for i, (n, prio, cancel) in enumerate(requests):
@@ -284,6 +318,7 @@ def test_the_in_flight_limit_refuses_the_lowest_class_first_and_keeps_headroom_f
     assert 'rankfunnel_priority_requests_total{priority="low",status="429"} 2.0' in metrics
     assert 'rankfunnel_priority_requests_total{priority="high",status="200"} 1.0' in metrics
     assert 'rankfunnel_priority_latency_seconds_count{priority="normal"} 4.0' in metrics
+    assert 'rankfunnel_priority_promoted{model="fake"} 0.0' in metrics  # nobody waited 5 s
 
 
 def test_serve_applies_a_depth_policy_to_auto_searches(monkeypatch, tmp_path: Path) -> None:

@@ -133,6 +133,15 @@ def serve(
             "slices of about this many ms, so an urgent request waits at most one slice; 0: never slice.",
         ),
     ] = 50.0,
+    promote_after_ms: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=3_600_000.0,
+            help="Ageing: a queued request that has waited this long (or half its deadline) is served as most "
+            "urgent, so urgent traffic cannot starve it; 0: strict priority.",
+        ),
+    ] = 5_000.0,
     deadline_ms: Annotated[float, typer.Option(help="Per-request rerank deadline.")] = 10_000.0,
     attempt_timeout_ms: Annotated[
         float | None, typer.Option(help="Time one reranker of the chain gets before the next is tried.")
@@ -248,6 +257,7 @@ def _serve(
     max_queue_wait_ms: str,
     max_inflight: str,
     preempt_ms: float,
+    promote_after_ms: float,
     deadline_ms: float,
     attempt_timeout_ms: float | None,
     fail_closed: bool,
@@ -310,6 +320,7 @@ def _serve(
         max_queue_wait_ms=_queue_wait(max_queue_wait_ms),
         max_inflight=_inflight(max_inflight),
         preempt_ms=preempt_ms or None,
+        promote_after_ms=promote_after_ms or None,
         deadline_ms=deadline_ms,
         fail_open=not fail_closed,
         attempt_timeout_ms=attempt_timeout_ms,

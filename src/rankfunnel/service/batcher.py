@@ -10,8 +10,11 @@ model never runs two calls at once. A full queue raises :class:`~rankfunnel.erro
 Priorities: the queue is served most urgent first. While more urgent requests have been seen recently
 (``URGENT_WINDOW_S``), less urgent work runs in slices of at most ``preempt_ms`` of model time (a request
 larger than a slice is split over several calls), so an urgent request waits at most one slice for the model
-instead of a whole large batch; admission counts only the work queued *ahead* of a request (its own class and
-more urgent ones), so a queue full of less urgent work never refuses an urgent request.
+instead of a whole large batch, and an urgent call carries no less urgent work along (its own call costs only
+its own pairs); admission counts only the work queued *ahead* of a request (its own class and more urgent ones),
+so a queue full of less urgent work never refuses an urgent request. Ageing bounds starvation: a request that
+has waited ``promote_after_ms`` (or half its own timeout, if less) is served as most urgent, so a steady stream
+of urgent work cannot hold an accepted request in the queue until its deadline passes.
 
 Isolation: when a model call over several requests fails, the batch is split in halves and each half is
 retried (recursively), so only the request(s) whose own pairs make the model fail get the error; the
@@ -78,6 +81,7 @@ class _Item:
     offset: int = 0  # pairs handed to the model so far (a sliced request goes in several calls)
     scored: int = 0  # pairs whose scores are in ``scores``
     scores: np.ndarray | None = None
+    promote_at: float | None = None  # time.monotonic() after which it is served as most urgent (ageing)
 
     @property
     def left(self) -> int:
@@ -141,6 +145,9 @@ class MicroBatcher:
         preempt_ms: While a more urgent request arrived in the last ``URGENT_WINDOW_S`` seconds, less urgent
             work goes to the model in slices of about this much model time (from the measured pairs/s), so
             the urgent request waits at most one slice. None: never slice.
+        promote_after_ms: Ageing: a queued request that has waited this long (or half its own ``timeout_s``,
+            whichever is less) is served as most urgent (priority 0, in arrival order), so strict priority
+            cannot starve an accepted request until its deadline. None: never promote.
 
     Priorities: :meth:`predict` takes ``priority`` (0 = most urgent, default 1); the queue is served most
     urgent first, first-in first-out within a priority, so under load the least urgent requests wait
@@ -170,6 +177,7 @@ class MicroBatcher:
         deadline_ms: float = 10_000.0,
         queue_shares: Sequence[float] | None = None,
         preempt_ms: float | None = 50.0,
+        promote_after_ms: float | None = 5_000.0,
     ) -> None:
         self.reranker = reranker
         self.name = str(getattr(reranker, "name", type(reranker).__name__))
@@ -192,6 +200,12 @@ class MicroBatcher:
         if preempt_ms is not None and not (math.isfinite(preempt_ms) and preempt_ms > 0):
             raise ValueError(f"preempt_ms must be a positive number of milliseconds or None, got {preempt_ms!r}")
         self.preempt_s = None if preempt_ms is None else float(preempt_ms) / 1e3
+        if promote_after_ms is not None and not (math.isfinite(promote_after_ms) and promote_after_ms > 0):
+            raise ValueError(
+                f"promote_after_ms must be a positive number of milliseconds or None, got {promote_after_ms!r}"
+            )
+        self.promote_after_s = None if promote_after_ms is None else float(promote_after_ms) / 1e3
+        self.promoted = 0  # requests served as most urgent after waiting too long (ageing), since start
         self._pending_by_priority: dict[int, int] = {}  # pairs waiting, per priority
         self._last_seen: dict[int, float] = {}  # priority -> time.monotonic() of its latest request
         self._busy_pairs = 0
@@ -351,12 +365,17 @@ class MicroBatcher:
                     wait,
                 )
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        now = time.monotonic()
+        age_s = self.promote_after_s
+        if age_s is not None and timeout_s is not None:
+            age_s = min(age_s, 0.5 * timeout_s)
         item = _Item(
             pairs=pairs,
             tokens=estimate_tokens(pairs),
             future=fut,
-            deadline=None if timeout_s is None else time.monotonic() + timeout_s,
+            deadline=None if timeout_s is None else now + timeout_s,
             priority=int(priority),
+            promote_at=None if age_s is None or priority <= 0 else now + age_s,
         )
         heapq.heappush(self._queue, (item.priority, next(self._arrivals), item))
         self._add_pending(item.priority, n)
@@ -369,17 +388,40 @@ class MicroBatcher:
                 self._add_pending(item.priority, -item.left)
             raise
 
+    def _promote(self, now: float) -> None:
+        """Ageing: queue requests that have waited past their ``promote_at`` again as most urgent.
+
+        The old heap entry stays behind, stale (its priority no longer matches the item's); readers skip it.
+        """
+        aged = [e for e in self._queue if e[2].promote_at is not None and e[2].promote_at <= now and e[0] > 0]
+        for prio, arrival, item in aged:
+            item.promote_at = None
+            if prio != item.priority or item.taken or item.future.done():
+                continue
+            self._add_pending(prio, -item.left)
+            item.priority = 0
+            self._add_pending(0, item.left)
+            heapq.heappush(self._queue, (0, arrival, item))
+            self.promoted += 1
+            log.debug("reranker %r: a priority-%d request waited too long; served as most urgent", self.name, prio)
+
     def _take_batch(self) -> list[_Slice]:
         """The next model call: most urgent first, up to the token/pair budget; less urgent work in slices.
 
         Whole requests only, except work that :meth:`slice_pairs` says to slice: all such work in one call
-        comes to one slice at most (a request larger than that continues in the next call).
+        comes to one slice at most (a request larger than that continues in the next call), and a call that
+        holds more urgent work takes none of it (the urgent requests do not pay for filler).
         """
         batch: list[_Slice] = []
         tokens = pairs = sliced = 0
         now = time.monotonic()
+        if self.promote_after_s is not None:
+            self._promote(now)
         while self._queue:
-            item = self._queue[0][2]
+            prio, _, item = self._queue[0]
+            if prio != item.priority:  # stale: the item was promoted (ageing) and queued again
+                heapq.heappop(self._queue)
+                continue
             if item.taken or item.future.done():  # cancelled while waiting, or a slice of it failed
                 heapq.heappop(self._queue)
                 if not item.taken:
@@ -387,6 +429,8 @@ class MicroBatcher:
                     self._add_pending(item.priority, -item.left)
                 continue
             cap = self.slice_pairs(item.priority, now)
+            if cap is not None and batch and batch[0].item.priority < item.priority:
+                break  # an urgent call: no less urgent filler
             per_pair = item.tokens / max(len(item.pairs), 1)
             take = item.left if cap is None else min(item.left, cap - sliced, self.max_batch_pairs)
             if batch:
@@ -413,8 +457,8 @@ class MicroBatcher:
 
     def _budget_full(self) -> bool:
         tokens = pairs = 0
-        for _, _, item in self._queue:
-            if item.taken or item.future.done():
+        for prio, _, item in self._queue:
+            if prio != item.priority or item.taken or item.future.done():
                 continue
             tokens += item.tokens
             pairs += item.left

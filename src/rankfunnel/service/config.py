@@ -85,6 +85,9 @@ class ServiceConfig:
         preempt_ms: While a more urgent priority class has requests arriving, less urgent work goes to the
             model in slices of about this many milliseconds of model time, so an urgent request waits at most
             one slice (``None``: never slice; see :class:`~rankfunnel.service.batcher.MicroBatcher`).
+        promote_after_ms: Ageing: a queued request that has waited this long (or half its deadline, if less)
+            is served as most urgent, so a stream of urgent requests cannot starve an accepted one until its
+            deadline (``None``: strict priority).
         deadline_ms: Default per-request deadline for reranking (a request may ask for less).
         fail_open: On timeout or failure answer stage-1 order with ``reranked: false`` and a reason;
             ``False`` answers 503 instead.
@@ -120,6 +123,7 @@ class ServiceConfig:
     max_queue_wait_ms: float | Literal["auto"] | None = "auto"
     max_inflight: int | Literal["auto"] = "auto"
     preempt_ms: float | None = 50.0
+    promote_after_ms: float | None = 5_000.0
     deadline_ms: float = 10_000.0
     fail_open: bool = defaults.FAIL_OPEN
     attempt_timeout_ms: float | None = None
@@ -147,6 +151,8 @@ class ServiceConfig:
         _positive("deadline_ms", self.deadline_ms)
         if self.preempt_ms is not None:
             _positive("preempt_ms", self.preempt_ms)
+        if self.promote_after_ms is not None:
+            _positive("promote_after_ms", self.promote_after_ms)
         _positive("cache_ttl_s", self.cache_ttl_s)
         _positive("breaker_failures", self.breaker_failures, integer=True)
         if not (

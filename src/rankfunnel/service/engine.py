@@ -145,6 +145,7 @@ class RerankEngine:
                 deadline_ms=config.deadline_ms,
                 queue_shares=config.priority.queue_shares(),
                 preempt_ms=config.preempt_ms,
+                promote_after_ms=config.promote_after_ms,
             )
             for r in self.rerankers
         ]

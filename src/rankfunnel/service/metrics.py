@@ -55,6 +55,12 @@ class ServiceMetrics:
         self.queue_pairs = prom.Gauge(
             "rankfunnel_queue_pairs", "Pairs waiting for a model worker.", ["model"], registry=r
         )
+        self.promoted = prom.Gauge(
+            "rankfunnel_priority_promoted",
+            "Requests served as most urgent after waiting promote_after_ms (ageing), since start.",
+            ["model"],
+            registry=r,
+        )
         self.cache_hits = prom.Counter("rankfunnel_cache_hits", "Score cache hits (pairs).", registry=r)
         self.cache_misses = prom.Counter("rankfunnel_cache_misses", "Score cache misses (pairs).", registry=r)
         self.cache_hit_rate = prom.Gauge(

@@ -126,6 +126,7 @@ async def metrics(request: Request) -> Response:
     if engine is not None:
         for b in engine.batchers:
             m.queue_pairs.labels(model=b.name).set(b.queue_pairs)
+            m.promoted.labels(model=b.name).set(b.promoted)
         m.breakers(engine.breaker_states())
     body, ctype = m.render()
     return Response(body, media_type=ctype)
