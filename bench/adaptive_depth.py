@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--resamples", type=int, default=10_000)
     p.add_argument("--cache-dir", default=".cache/indexes")
+    p.add_argument(
+        "--reuse", default=None,
+        help="another run's --out folder (same reranker and dataset, e.g. the dense run when measuring hybrid): "
+        "its cached scores are reused for the (query, document) pairs both candidate sets share; only the rest "
+        "is scored",
+    )
     p.add_argument("--out", default="out/bench/adaptive_depth")
     return p.parse_args(argv)
 
@@ -84,6 +90,49 @@ def _scores(reranker: Any, queries: Any, cands: dict[str, list[Any]], path: Path
 def _key(reranker: Any, args: argparse.Namespace, cands: dict[str, list[Any]]) -> str:
     ids = hashlib.sha256("\n".join(f"{q}:{','.join(h.id for h in cands[q])}" for q in sorted(cands)).encode())
     return f"{getattr(reranker, 'name', args.reranker)}|{args.retriever}|{args.top_k}|{ids.hexdigest()}"
+
+
+class _Reuse:
+    """A reranker that answers known (query, document) pairs from a lookup and scores only the rest."""
+
+    def __init__(self, inner: Any, known: dict[tuple[str, str], float]) -> None:
+        self.inner, self.known, self.name = inner, known, getattr(inner, "name", "reranker")
+        self.reused = self.scored = 0
+
+    def predict(self, pairs: list[tuple[str, str]]) -> Any:
+        import numpy as np
+
+        out = np.array([self.known.get(p, np.nan) for p in pairs], dtype=np.float64)
+        miss = np.flatnonzero(np.isnan(out))
+        if miss.size:
+            out[miss] = np.asarray(self.inner.predict([pairs[i] for i in miss]), dtype=np.float64)
+        self.scored += int(miss.size)
+        self.reused += len(pairs) - int(miss.size)
+        return out
+
+
+def _known_scores(folder: Path, reranker: Any, splits: list[tuple[str, Any, Any]], col: Any) -> dict:
+    """(query text, document text) -> score from another run's cached npz files (verified by their key)."""
+    import numpy as np
+
+    known: dict[tuple[str, str], float] = {}
+    for fname, ds, keep in splits:
+        path = folder / fname
+        if not path.is_file():
+            print(f"--reuse: {path} not found; scoring those pairs", file=sys.stderr)
+            continue
+        data = np.load(path, allow_pickle=False)
+        key = str(data["key"])
+        name, retriever, top_k, _ = key.split("|")
+        cands = {q: h for q, h in _candidates(ds, col, retriever, int(top_k)).items() if keep(q)}
+        ns = argparse.Namespace(reranker=name, retriever=retriever, top_k=int(top_k))
+        if name != getattr(reranker, "name", None) or _key(reranker, ns, cands) != key:
+            print(f"--reuse: {path} is for another reranker or candidate set; not reused", file=sys.stderr)
+            continue
+        for i, q in enumerate(sorted(cands)):
+            for h, sc in zip(cands[q], data[f"q_{i}"], strict=True):
+                known[(ds.queries[q], h.document.content)] = float(sc)
+    return known
 
 
 def markdown(curve: dict[str, Any]) -> str:
@@ -144,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
             c_train = {q: h for q, h in c_test.items() if _half(q) == 0}
             c_test = {q: h for q, h in c_test.items() if _half(q) == 1}
         out = Path(args.out)
+        if args.reuse:
+            keep_fit = (lambda q: True) if has_train else (lambda q: _half(q) == 0)
+            keep_judged = (lambda q: True) if has_train else (lambda q: _half(q) == 1)
+            known = _known_scores(
+                Path(args.reuse), reranker,
+                [("scores-fit.npz", train, keep_fit), ("scores-judged.npz", test, keep_judged)], col,
+            )
+            reranker = _Reuse(reranker, known)
         s_train = _scores(reranker, train.queries, c_train, out / "scores-fit.npz", _key(reranker, args, c_train))
         s_test = _scores(reranker, test.queries, c_test, out / "scores-judged.npz", _key(reranker, args, c_test))
         policy = fit_depth_policy(c_train, train.qrels, s_train, depths=depths, max_loss=args.max_loss)
@@ -151,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if isinstance(reranker, _Reuse):
+        print(f"--reuse: {reranker.reused} pairs reused from {args.reuse}, {reranker.scored} scored now")
     curve.update({
         "dataset": test.name,
         "fit_on": args.train_split if has_train else f"hash half 0 of {args.split}",

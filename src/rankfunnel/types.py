@@ -40,6 +40,10 @@ class Hit:
     stage1_score: float
     rerank_score: float | None = None
     document: Document | None = None
+    #: Hybrid stage 1: the 1-based rank each retriever gave this document before fusion (``{"dense": 3,
+    #: "bm25": 1}``; a retriever that did not return it is absent). None for a single retriever, or where the
+    #: backend fuses internally (Milvus ``hybrid_search``). Read by the adaptive-depth agreement signals.
+    stage1_ranks: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

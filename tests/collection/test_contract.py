@@ -118,6 +118,29 @@ def test_filters_and_retrievers(make_collection, fake_embedder):
     assert col.search("discount", k=5, filter={"domain": evil}) == []
 
 
+def test_hybrid_hits_carry_each_retrievers_rank(make_collection, fake_embedder, backend):
+    """A fused hit's ``stage1_ranks`` are its ranks in the dense and the BM25 runs it was fused from (the
+    adaptive-depth agreement signals read them); a single retriever's hits carry none. Milvus ``hybrid_search``
+    fuses inside the server and reports no per-retriever ranks (None)."""
+    col = make_collection(fake_embedder)
+    docs = sample_docs()
+    col.add(docs)
+    n = len(docs)
+    for q in QUERIES:
+        assert all(h.stage1_ranks is None for h in col.search(q, k=5, retriever="dense"))
+        hybrid = col.search(q, k=10, retriever="hybrid")
+        if hybrid and hybrid[0].stage1_ranks is None:
+            assert backend.startswith("milvus"), backend
+            continue
+        runs = {r: [h.id for h in col.search(q, k=n, retriever=r)] for r in ("dense", "bm25")}
+        for h in hybrid:
+            assert h.stage1_ranks, h
+            for name, rank in h.stage1_ranks.items():
+                assert runs[name].index(h.id) + 1 == rank, (q, h.id, name)
+            for name in set(runs) - set(h.stage1_ranks):
+                assert h.id not in runs[name][: 10 * 3], (q, h.id, name)  # in the fetched depth (3 x k): ranked
+
+
 def test_long_text_is_refused_not_truncated(make_collection, fake_embedder, backend):
     if backend in ("faiss", "memory"):
         pytest.skip(f"the {backend} backend stores text without a length limit")

@@ -210,3 +210,64 @@ def test_fit_cascade_stop_stops_confident_queries_within_the_loss_bound() -> Non
         wrong[q] = [(raw, 1 / (1 + np.exp(-raw))), b]
     never = fit_cascade_stop(cands, qrels, wrong, [20, 20], max_loss=0.0)  # B reads all 20: it finds the doc
     assert never["early_stop"] is None and never["pairs_per_query"] == 40
+
+
+def with_ranks(hits: list[Hit], ranks: list[dict[str, int] | None]) -> list[Hit]:
+    from dataclasses import replace
+
+    return [replace(h, stage1_ranks=r) for h, r in zip(hits, ranks, strict=True)]
+
+
+def test_agreement_signals_read_the_per_retriever_ranks() -> None:
+    from rankfunnel.rerank.depth import MISSING_RANK
+
+    base = mk([0.9, 0.8, 0.7, 0.6])
+    agree = with_ranks(base, [{"dense": 1, "bm25": 1}, {"dense": 2, "bm25": 3}, {"dense": 3}, {"bm25": 2}])
+    assert signal_value("agree_top1", agree) == -1.0
+    assert signal_value("agree", agree) == pytest.approx(2 / 4)  # hits 1 and 2 are in both top 10s
+    split = with_ranks(base, [{"dense": 1}, {"bm25": 1}, {"dense": 2, "bm25": 40}, {"dense": 3, "bm25": 2}])
+    assert signal_value("agree_top1", split) == -float(MISSING_RANK)
+    assert signal_value("agree", split) == pytest.approx(1 / 4)
+    # no per-retriever ranks (a single retriever), or only one retriever seen: never confident
+    for hits in (base, with_ranks(base, [{"dense": r} for r in range(1, 5)]), [0.9, 0.1]):
+        assert signal_value("agree", hits) == -math.inf and signal_value("agree_top1", hits) == -math.inf
+    assert signal_value("gap", agree) == pytest.approx(0.1)  # score signals still read stage1_score
+    policy = DepthPolicy("agree_top1", (-1.0,), (0, 100))
+    assert policy.choose(agree) == 0 and policy.choose(split) == 100 and policy.choose(base) == 100
+    assert "agree_top1=-1" in (policy("q", agree) or "")
+
+
+def test_fit_picks_agreement_when_it_is_what_tells_whether_to_rerank() -> None:
+    """Stage-1 scores carry no information here (same distribution everywhere); where dense and BM25 agree on
+    the top-1 it is the relevant document, where they disagree the relevant one is at rank 30 and only the
+    reranker finds it. The fit must choose an agreement signal and skip exactly the agreeing queries."""
+    rng = np.random.default_rng(3)
+    cands, qrels, scores = {}, {}, {}
+    for i in range(60):
+        q = f"q{i}"
+        agree = i % 2 == 0
+        hits = mk(np.sort(rng.uniform(0, 1, 100))[::-1].tolist(), prefix=f"{q}-")
+        ranks = [{"dense": r, "bm25": r} if agree else {"dense": r, "bm25": r + 1} for r in range(1, 101)]
+        if not agree:
+            ranks[0] = {"dense": 1}  # BM25 did not return the dense top-1
+        cands[q] = with_ranks(hits, ranks)
+        rel = 0 if agree else 30
+        sc = rng.uniform(0, 1, 100)
+        sc[rel] = 10.0
+        qrels[q], scores[q] = {hits[rel].id: 1}, sc
+    policy = fit_depth_policy(cands, qrels, scores, max_loss=0.0)
+    assert policy.signal in ("agree", "agree_top1")
+    assert [policy.choose(cands[f"q{i}"]) == 0 for i in range(60)] == [i % 2 == 0 for i in range(60)]
+    # the same queries with ranks stripped: no agreement signal can fire; the scores say nothing, so the fit
+    # must rerank (nearly) every query to depth 50 (rank 31 is relevant) instead of half of them
+    bare = {q: [replace_ranks(h) for h in hs] for q, hs in cands.items()}
+    blind = fit_depth_policy(bare, qrels, scores, max_loss=0.0)
+    assert blind.signal not in ("agree", "agree_top1")
+    assert np.mean([blind.choose(hs) for hs in bare.values()]) > 40
+    assert np.mean([policy.choose(hs) for hs in cands.values()]) == 25  # 0 or 50
+
+
+def replace_ranks(h: Hit) -> Hit:
+    from dataclasses import replace
+
+    return replace(h, stage1_ranks=None)

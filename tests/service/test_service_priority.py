@@ -347,3 +347,24 @@ def test_serve_applies_a_depth_policy_to_auto_searches(monkeypatch, tmp_path: Pa
     assert seen["app"].state.config.depth_policy == DepthPolicy.load(policy)
     bad = CliRunner().invoke(cli_app, ["serve", "--reranker", "fake", "--depth-policy", str(tmp_path / "none.json")])
     assert bad.exit_code == 2 and "not found" in bad.output
+
+
+def test_the_slice_size_follows_the_measured_time_of_slices() -> None:
+    """A model with a fixed cost per call (30 ms + 2 ms per pair): the first slice size, from the average
+    pairs/s, overshoots ``preempt_ms``; the size then follows the measured slices to ~5 pairs (40 ms)."""
+
+    class Overhead(FakeReranker):
+        def predict(self, pairs):
+            time.sleep(0.03 + 0.002 * len(pairs))
+            return super().predict(pairs)
+
+    async def body():
+        async with MicroBatcher(Overhead(), max_wait_ms=0, preempt_ms=40) as b:
+            await b.predict([("warm", "d")] * 60, priority=2)  # 150 ms for 60 pairs: 400 pairs/s measured
+            await b.predict([("h", "d")], priority=0)  # an urgent request was seen: slicing is on
+            first = b.slice_pairs(2)
+            await b.predict([("low", "d")] * 80, priority=2)  # goes in slices
+            return first, b.slice_pairs(2)
+
+    first, calibrated = asyncio.run(body())
+    assert first >= 8 and 4 <= calibrated <= 6, (first, calibrated)  # 5 pairs = 30 + 10 ms

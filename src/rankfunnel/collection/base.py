@@ -172,10 +172,35 @@ def rank_runs(
     return ((dense if retriever == "dense" else lexical) or [])[:k]
 
 
-def to_hits(ranking: Sequence[tuple[str, float]], docs: Mapping[str, Document]) -> list[Hit]:
-    """Hits ranked 1..k with ``stage1_rank``/``stage1_score`` set and the document filled in."""
+def source_ranks(
+    dense: Sequence[tuple[str, float]] | None, lexical: Sequence[tuple[str, float]] | None
+) -> dict[str, dict[str, int]]:
+    """Per document id, the 1-based rank each retriever gave it before fusion (for ``Hit.stage1_ranks``).
+
+    Examples:
+        >>> source_ranks([("a", 0.9), ("b", 0.5)], [("b", 7.0)])
+        {'a': {'dense': 1}, 'b': {'dense': 2, 'bm25': 1}}
+    """
+    out: dict[str, dict[str, int]] = {}
+    for name, run in (("dense", dense), ("bm25", lexical)):
+        for rank, (doc_id, _) in enumerate(run or [], start=1):
+            out.setdefault(doc_id, {}).setdefault(name, rank)
+    return out
+
+
+def to_hits(
+    ranking: Sequence[tuple[str, float]],
+    docs: Mapping[str, Document],
+    sources: Mapping[str, Mapping[str, int]] | None = None,
+) -> list[Hit]:
+    """Hits ranked 1..k with ``stage1_rank``/``stage1_score`` set and the document filled in.
+
+    ``sources`` (hybrid: :func:`source_ranks`) fills ``stage1_ranks``; a fused hit no retriever returned
+    (not expected) gets an empty mapping.
+    """
     return [
-        Hit(id=i, rank=r, score=s, stage1_rank=r, stage1_score=s, document=docs[i])
+        Hit(id=i, rank=r, score=s, stage1_rank=r, stage1_score=s, document=docs[i],
+            stage1_ranks=None if sources is None else dict(sources.get(i, {})))
         for r, (i, s) in enumerate(ranking, start=1)
     ]
 

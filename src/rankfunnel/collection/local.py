@@ -35,6 +35,7 @@ from rankfunnel.collection.base import (
     not_found,
     rank_runs,
     ranked,
+    source_ranks,
     to_hits,
 )
 from rankfunnel.collection.local_files import DOCS, FORMAT_VERSION, LOCK, MANIFEST, IndexFiles
@@ -430,11 +431,13 @@ class LocalCollection(CollectionMixin):
             id_of = self._store.ids_by_keys(sorted(wanted))
             key_of = {doc_id: key for key, doc_id in id_of.items()}
             rankings = []
+            sources: list[dict[str, dict[str, int]] | None] = []
             for i in range(len(qs)):
                 # a key the store no longer holds (never expected: caches are rebuilt when stale) is skipped
                 d = ranked((id_of[key], s) for key, s in (dense[i] if dense else []) if key in id_of)
                 b = ranked((id_of[key], s) for key, s in (lexical[i] if lexical else []) if key in id_of)
                 rankings.append(rank_runs(d, b, retriever, cfg, k))
+                sources.append(source_ranks(d, b) if retriever == "hybrid" else None)
             docs = self._store.docs_by_keys(sorted({key_of[d] for r in rankings for d, _ in r}))
         by_id = {doc_id: docs[key] for doc_id, key in key_of.items() if key in docs}
-        return [to_hits(ranking, by_id) for ranking in rankings]
+        return [to_hits(r, by_id, src) for r, src in zip(rankings, sources, strict=True)]

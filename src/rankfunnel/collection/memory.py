@@ -24,6 +24,7 @@ from rankfunnel.collection.base import (
     not_found,
     rank_runs,
     ranked,
+    source_ranks,
     to_hits,
 )
 from rankfunnel.embed import HashingEmbedder, check_same_embedder
@@ -210,6 +211,7 @@ class MemoryCollection(CollectionMixin):
             keys = np.asarray(sorted(self._keys[i] for i in allowed), dtype=np.int64)
             matrix = np.stack([self._vectors[id_of[key]] for key in keys])
             rankings = []
+            sources: list[dict[str, dict[str, int]] | None] = []
             for qi, q in enumerate(qs):
                 dense = None
                 if qvecs is not None:
@@ -220,4 +222,5 @@ class MemoryCollection(CollectionMixin):
                 if retriever != "dense":
                     lexical = ranked((id_of[key], s) for key, s in self._lexical().search(q, depth, keys))
                 rankings.append(rank_runs(dense, lexical, retriever, cfg, k))
-            return [to_hits(ranking, self._docs) for ranking in rankings]
+                sources.append(source_ranks(dense, lexical) if retriever == "hybrid" else None)
+            return [to_hits(r, self._docs, src) for r, src in zip(rankings, sources, strict=True)]

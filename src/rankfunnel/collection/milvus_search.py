@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from rankfunnel.collection.base import CollectionMixin, ranked, to_hits
+from rankfunnel.collection.base import CollectionMixin, ranked, source_ranks, to_hits
 from rankfunnel.collection.milvus_schema import doc_from_row
 from rankfunnel.collection.milvus_support import LocalBM25, filter_expression
 from rankfunnel.errors import InvalidInputError
@@ -82,7 +82,8 @@ class MilvusSearchMixin(CollectionMixin):
                 [
                     [(str(i), float(sc)) for i, sc in cfg.fuse(d, b_)[:k]]
                     for d, b_ in zip(dense, lexical, strict=True)
-                ]
+                ],
+                [source_ranks(d, b_) for d, b_ in zip(dense, lexical, strict=True)],
             )
         if not expr and not any(out) and len(self) == 0:
             raise InvalidInputError(
@@ -158,7 +159,12 @@ class MilvusSearchMixin(CollectionMixin):
             docs[doc_id] = doc_from_row(ent)
         return to_hits(ranked((doc_id, score) for doc_id, score, _ in scored), docs)  # ties: by id
 
-    def _from_scores(self, lists: list[list[tuple[str, float]]]) -> list[list[Hit]]:
+    def _from_scores(
+        self, lists: list[list[tuple[str, float]]], sources: list[dict[str, dict[str, int]]] | None = None
+    ) -> list[list[Hit]]:
         docs = {d.id: d for d in self._fetch(list(dict.fromkeys(i for lst in lists for i, _ in lst)))}
         # an id deleted since the BM25 cache was built is skipped
-        return [to_hits([(i, s) for i, s in lst if i in docs], docs) for lst in lists]
+        return [
+            to_hits([(i, s) for i, s in lst if i in docs], docs, None if sources is None else sources[n])
+            for n, lst in enumerate(lists)
+        ]

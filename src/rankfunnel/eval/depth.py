@@ -151,7 +151,7 @@ def fit_depth_policy(
     rows = np.arange(len(table.qids))
     best: tuple[float, float, DepthPolicy] | None = None
     for name in signals if signals is not None else sorted(SIGNALS):
-        s = np.array([signal_value(name, [h.stage1_score for h in candidates[q]]) for q in table.qids])
+        s = np.array([signal_value(name, candidates[q]) for q in table.qids])
         finite = s[np.isfinite(s)]
         grid_t = np.unique(np.quantile(finite, np.linspace(0, 1, grid + 1))) if finite.size else np.zeros(0)
         cands = [math.inf, *sorted(grid_t.tolist(), reverse=True)]  # inf: a depth never used

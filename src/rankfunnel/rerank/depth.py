@@ -7,13 +7,19 @@ a training split by :func:`rankfunnel.eval.depth.fit_depth_policy` and stored as
 applies a policy for ``rerank="auto"`` (``Stage2(depth=...)``): candidates past the chosen depth keep their
 stage-1 order after the reranked ones.
 
-Signals (all from ``stage1_score``, higher = stage 1 more confident):
+Signals (higher = stage 1 more confident):
 
-- ``gap``: top-1 minus top-2 score (the fixed-margin rule of ``rerank="auto"`` uses it too);
+- ``gap``: top-1 minus top-2 ``stage1_score`` (the fixed-margin rule of ``rerank="auto"`` uses it too);
 - ``gap_z``: the same gap divided by the standard deviation of the top-``SIGNAL_TOP`` scores (scale-free);
-- ``peak``: minus the entropy of the softmax of the top-``SIGNAL_TOP`` scores (a peaked distribution).
+- ``peak``: minus the entropy of the softmax of the top-``SIGNAL_TOP`` scores (a peaked distribution);
+- ``agree``: hybrid stage 1 only: the fraction of the fused top ``SIGNAL_TOP`` that *every* retriever (dense
+  and BM25) ranked in its own top ``SIGNAL_TOP`` (``Hit.stage1_ranks``);
+- ``agree_top1``: hybrid only: minus the worst rank any retriever gave the fused top-1 (-1: both ranked it
+  first; a retriever that did not return it counts as rank ``MISSING_RANK``).
 
-Stage-1 hits carry no per-retriever ranks today, so dense/BM25 agreement is not a signal yet.
+Without per-retriever ranks (dense or BM25 alone, or Milvus ``hybrid_search``, which fuses inside the server)
+the agreement signals are ``-inf``: never confident, so a policy on them reranks at its deepest depth there;
+:func:`~rankfunnel.eval.depth.fit_depth_policy` then picks a score signal instead.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from rankfunnel.types import Hit
 
 #: Scores the ``gap_z`` and ``peak`` signals look at.
 SIGNAL_TOP = 10
+#: ``agree_top1``: the rank of a document a retriever did not return (it was not in its top candidates).
+MISSING_RANK = 1000
 #: The depths a fitted policy chooses among by default (0 = skip stage 2).
 DEFAULT_DEPTHS: tuple[int, ...] = (0, 10, 20, 50, 100)
 
@@ -62,14 +70,56 @@ def _peak(scores: Sequence[float]) -> float:
     return float(np.sum(p * np.log(np.clip(p, 1e-300, None))))  # minus the entropy
 
 
-SIGNALS: dict[str, Callable[[Sequence[float]], float]] = {"gap": _gap, "gap_z": _gap_z, "peak": _peak}
+def _retrievers(ranks: Sequence[Mapping[str, int] | None]) -> set[str]:
+    return {name for r in ranks if r is not None for name in r}
 
 
-def signal_value(name: str, scores: Sequence[float]) -> float:
-    """The value of signal ``name`` for stage-1 ``scores`` (rank order, best first)."""
+def _agree(ranks: Sequence[Mapping[str, int] | None]) -> float:
+    top = list(ranks[:SIGNAL_TOP])
+    names = _retrievers(top)
+    if not top or any(r is None for r in top) or len(names) < 2:
+        return -math.inf
+    both = sum(all((r or {}).get(n, MISSING_RANK) <= SIGNAL_TOP for n in names) for r in top)
+    return both / len(top)
+
+
+def _agree_top1(ranks: Sequence[Mapping[str, int] | None]) -> float:
+    names = _retrievers(ranks[:SIGNAL_TOP])
+    if not ranks or ranks[0] is None or len(names) < 2:
+        return -math.inf
+    return -float(max(ranks[0].get(n, MISSING_RANK) for n in names))
+
+
+#: Signals from the stage-1 scores (rank order) ...
+SCORE_SIGNALS: dict[str, Callable[[Sequence[float]], float]] = {"gap": _gap, "gap_z": _gap_z, "peak": _peak}
+#: ... and from the per-retriever ranks of a hybrid stage 1 (``Hit.stage1_ranks``, rank order).
+RANK_SIGNALS: dict[str, Callable[[Sequence[Mapping[str, int] | None]], float]] = {
+    "agree": _agree,
+    "agree_top1": _agree_top1,
+}
+SIGNALS: frozenset[str] = frozenset(SCORE_SIGNALS) | frozenset(RANK_SIGNALS)
+
+
+def signal_value(name: str, hits: Sequence[Hit] | Sequence[float]) -> float:
+    """The value of signal ``name`` for stage-1 ``hits`` (rank order, best first).
+
+    Plain scores work for the score signals; the agreement signals need hits (with ``stage1_ranks``) and are
+    ``-inf`` without them.
+
+    Examples:
+        >>> from rankfunnel.types import Hit
+        >>> h = [Hit(id=str(r), rank=r, score=1 / r, stage1_rank=r, stage1_score=1 / r,
+        ...          stage1_ranks={"dense": r, "bm25": 3 - r}) for r in (1, 2)]
+        >>> signal_value("gap", h), signal_value("agree_top1", h), signal_value("agree", [1.0, 0.5])
+        (0.5, -2.0, -inf)
+    """
     if name not in SIGNALS:
         raise InvalidInputError(f"unknown depth signal {name!r}; use one of {sorted(SIGNALS)}.")
-    return SIGNALS[name](list(scores))
+    found = [h for h in hits if isinstance(h, Hit)]
+    if name in SCORE_SIGNALS:
+        scores = [h.stage1_score for h in found] if found else [float(x) for x in hits]  # type: ignore[arg-type]
+        return SCORE_SIGNALS[name](scores)
+    return RANK_SIGNALS[name]([h.stage1_ranks for h in found])
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +160,7 @@ class DepthPolicy:
 
     def choose(self, candidates: Sequence[Hit]) -> int:
         """The depth for these stage-1 hits (rank order)."""
-        value = signal_value(self.signal, [h.stage1_score for h in candidates])
+        value = signal_value(self.signal, candidates)
         for threshold, depth in zip(self.thresholds, self.depths, strict=False):
             if value >= threshold:
                 return depth
@@ -119,7 +169,7 @@ class DepthPolicy:
     def __call__(self, query: str, candidates: Sequence[Hit]) -> str | None:
         """As a skip policy (``rerank="auto"``): a reason when the chosen depth is 0."""
         if self.choose(candidates) == 0:
-            value = signal_value(self.signal, [h.stage1_score for h in candidates])
+            value = signal_value(self.signal, candidates)
             return (
                 f"{AUTO_SKIP_PREFIX} depth policy skipped stage 2 (stage-1 {self.signal}={value:.4g} >= "
                 f"{self.thresholds[0]:.4g})"

@@ -215,6 +215,8 @@ class MicroBatcher:
         self._closed = True
         self._pairs_per_s = 0.0  # exponentially weighted throughput, for Retry-After
         self._call_s = 0.0  # exponentially weighted duration of one model call, for the "auto" queue bound
+        self._slice_f = 0.0  # pairs per slice, calibrated on measured full slices (0: not yet)
+        self._full_slice = 0  # the call being taken is one full slice of this many pairs (0: it is not)
         self._takes_timeout = accepts_timeout(reranker)
         self._predict_fn: Callable[..., np.ndarray] = reranker.predict
 
@@ -282,13 +284,17 @@ class MicroBatcher:
         """Pairs per model call for work of ``priority`` now (None: no slicing).
 
         Work is sliced when a more urgent request arrived within ``URGENT_WINDOW_S`` and the throughput has
-        been measured: one slice is ``preempt_ms`` of model time at the measured pairs/s (at least 1 pair).
+        been measured: one slice is ``preempt_ms`` of model time at the measured pairs/s (at least 1 pair) at
+        first; then the size follows the measured time of full slices (a small call costs more per pair than
+        the average call: a fixed overhead per call), so that a slice really takes about ``preempt_ms``.
         """
         if self.preempt_s is None or self._pairs_per_s <= 0:
             return None
         now = time.monotonic() if now is None else now
         if not any(p < priority and now - t <= URGENT_WINDOW_S for p, t in self._last_seen.items()):
             return None
+        if self._slice_f > 0:  # calibrated on the measured time of full slices (feedback, see _call)
+            return max(1, round(self._slice_f))
         return max(1, int(self._pairs_per_s * self.preempt_s))
 
     @property
@@ -414,6 +420,7 @@ class MicroBatcher:
         """
         batch: list[_Slice] = []
         tokens = pairs = sliced = 0
+        full = False
         now = time.monotonic()
         if self.promote_after_s is not None:
             self._promote(now)
@@ -452,7 +459,10 @@ class MicroBatcher:
             if cap is not None:
                 sliced += take
                 if sliced >= cap:
+                    full = sliced == pairs  # only sliced work in this call, a whole slice of it
                     break
+        # a call of exactly one slice of less urgent work calibrates the slice size (see _call)
+        self._full_slice = pairs if full else 0
         return batch
 
     def _budget_full(self) -> bool:
@@ -553,6 +563,11 @@ class MicroBatcher:
         finally:
             self._busy_pairs = 0
         dt = time.perf_counter() - t0
+        if self._full_slice and self._full_slice == len(all_pairs) and dt > 0 and self.preempt_s is not None:
+            # feedback: the pairs that would have taken preempt_ms in this call, smoothed over calls
+            fit = len(all_pairs) * self.preempt_s / dt
+            self._slice_f = fit if self._slice_f == 0 else 0.7 * self._slice_f + 0.3 * fit
+        self._full_slice = 0
         rate = len(all_pairs) / dt if dt > 0 else 0.0
         self._pairs_per_s = rate if self._pairs_per_s == 0 else 0.8 * self._pairs_per_s + 0.2 * rate
         self._call_s = dt if self._call_s == 0 else 0.8 * self._call_s + 0.2 * dt
