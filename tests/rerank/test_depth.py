@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from pathlib import Path
 
@@ -218,7 +219,7 @@ def with_ranks(hits: list[Hit], ranks: list[dict[str, int] | None]) -> list[Hit]
     return [replace(h, stage1_ranks=r) for h, r in zip(hits, ranks, strict=True)]
 
 
-def test_agreement_signals_read_the_per_retriever_ranks() -> None:
+def test_agreement_signals_read_the_per_retriever_ranks(caplog) -> None:
     from rankfunnel.rerank.depth import MISSING_RANK
 
     base = mk([0.9, 0.8, 0.7, 0.6])
@@ -233,7 +234,13 @@ def test_agreement_signals_read_the_per_retriever_ranks() -> None:
         assert signal_value("agree", hits) == -math.inf and signal_value("agree_top1", hits) == -math.inf
     assert signal_value("gap", agree) == pytest.approx(0.1)  # score signals still read stage1_score
     policy = DepthPolicy("agree_top1", (-1.0,), (0, 100))
-    assert policy.choose(agree) == 0 and policy.choose(split) == 100 and policy.choose(base) == 100
+    assert policy.choose(agree) == 0 and policy.choose(split) == 100
+    from rankfunnel.rerank import depth as depth_module
+
+    depth_module._warned_no_ranks.discard("agree_top1")  # warned once per process: start from "not yet"
+    with caplog.at_level(logging.WARNING, logger="rankfunnel.rerank.depth"):
+        assert policy.choose(base) == 100 and policy.choose(base) == 100  # no ranks: full depth, said once
+    assert [r.getMessage().count("needs hybrid stage-1 hits") for r in caplog.records] == [1]
     assert "agree_top1=-1" in (policy("q", agree) or "")
 
 

@@ -251,6 +251,33 @@ def test_ageing_serves_a_starved_request_before_the_urgent_stream_ends() -> None
     assert aged_s < 0.6 and strict_s >= 1.0, (aged_s, strict_s)
 
 
+def test_admission_counts_the_model_time_more_urgent_arrivals_take() -> None:
+    """A normal request that would drain in 0.5 s is admitted; once urgent pairs arrive at 6/s (60% of a
+    10 pairs/s model), the same queue drains at 4 pairs/s and the next normal request is refused up front
+    (instead of being accepted and overtaken); an urgent request, with nothing more urgent, still gets in."""
+    model = FakeReranker(delay_s=0.3)
+
+    async def body():
+        async with MicroBatcher(model, max_wait_ms=0, max_queue_wait_ms=1000) as b:
+            b._pairs_per_s = 10.0  # as if measured
+            busy = asyncio.create_task(b.predict([("busy", "d")]))
+            await asyncio.sleep(0.01)
+            queued = asyncio.create_task(b.predict([("q", "d")] * 3, priority=1))
+            await asyncio.sleep(0)
+            admitted = asyncio.create_task(b.predict([("n", "d")], priority=1))  # (3 + 1 + 1) / 10 = 0.5 s
+            await asyncio.sleep(0)
+            assert b.urgent_pairs_per_s(1) == 0.0
+            b._note_arrival(time.monotonic(), 0, 60)  # 60 urgent pairs over the last 10 s
+            assert b.urgent_pairs_per_s(1) == pytest.approx(6.0) and b.urgent_pairs_per_s(0) == 0.0
+            with pytest.raises(OverloadedError, match="would take 1.5 s"):  # (4 + 1 + 1) / (10 * 0.4)
+                await b.predict([("n2", "d")], priority=1)
+            high = await b.predict([("h", "d")], priority=0)
+            await asyncio.gather(busy, queued, admitted)
+            return high
+
+    assert len(asyncio.run(body())) == 1
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     requests=st.lists(

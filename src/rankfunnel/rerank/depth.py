@@ -25,6 +25,7 @@ the agreement signals are ``-inf``: never confident, so a policy on them reranks
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ import numpy as np
 from rankfunnel.errors import InvalidInputError
 from rankfunnel.rerank.stage2 import AUTO_SKIP_PREFIX
 from rankfunnel.types import Hit
+
+log = logging.getLogger(__name__)
+_warned_no_ranks: set[str] = set()  # agreement signals already warned about (once per process and signal)
 
 #: Scores the ``gap_z`` and ``peak`` signals look at.
 SIGNAL_TOP = 10
@@ -160,6 +164,20 @@ class DepthPolicy:
 
     def choose(self, candidates: Sequence[Hit]) -> int:
         """The depth for these stage-1 hits (rank order)."""
+        if (
+            self.signal in RANK_SIGNALS
+            and candidates
+            and candidates[0].stage1_ranks is None
+            and self.signal not in _warned_no_ranks
+        ):
+            _warned_no_ranks.add(self.signal)
+            log.warning(
+                "depth policy signal %r needs hybrid stage-1 hits with per-retriever ranks; these have none "
+                "(a single retriever, or Milvus hybrid_search), so every query is reranked at depth %d. Search "
+                "with retriever='hybrid' on the faiss or memory backend, or fit the policy on a score signal.",
+                self.signal,
+                self.depths[-1],
+            )
         value = signal_value(self.signal, candidates)
         for threshold, depth in zip(self.thresholds, self.depths, strict=False):
             if value >= threshold:

@@ -12,7 +12,9 @@ Priorities: the queue is served most urgent first. While more urgent requests ha
 larger than a slice is split over several calls), so an urgent request waits at most one slice for the model
 instead of a whole large batch, and an urgent call carries no less urgent work along (its own call costs only
 its own pairs); admission counts only the work queued *ahead* of a request (its own class and more urgent ones),
-so a queue full of less urgent work never refuses an urgent request. Ageing bounds starvation: a request that
+so a queue full of less urgent work never refuses an urgent request, and a request drains at the model time
+that more urgent arrivals (their rate over the last ``URGENT_WINDOW_S``) leave over, so it is refused up front
+rather than accepted and overtaken until its deadline. Ageing bounds starvation: a request that
 has waited ``promote_after_ms`` (or half its own timeout, if less) is served as most urgent, so a steady stream
 of urgent work cannot hold an accepted request in the queue until its deadline passes.
 
@@ -26,6 +28,7 @@ No FastAPI import: the CLI and the benchmarks use this module too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -56,8 +59,11 @@ AUTO_QUEUE_WAIT_CALLS = 4.0
 AUTO_QUEUE_WAIT_MIN_S = 1.0
 #: ... and at most this fraction of the request deadline (a queued request must still have time to be scored).
 AUTO_QUEUE_WAIT_DEADLINE_FRACTION = 0.25
-#: Less urgent work is sliced (``preempt_ms``) while a more urgent request arrived within this many seconds.
+#: Less urgent work is sliced (``preempt_ms``) while a more urgent request arrived within this many seconds;
+#: the arrival rate of more urgent work is measured over the same window.
 URGENT_WINDOW_S = 10.0
+#: Admission: a request drains at the model time more urgent arrivals leave over, but at least this fraction.
+URGENT_FLOOR = 0.1
 
 
 #: Failures that say nothing about the input (a dead or busy model): no point in splitting the batch.
@@ -77,7 +83,8 @@ class _Item:
     enqueued: float = field(default_factory=time.perf_counter)
     taken: bool = False  # every pair handed to the model (or dropped at its deadline)
     deadline: float | None = None  # time.monotonic() after which the request no longer waits
-    priority: int = 1  # 0 = most urgent; served first (FIFO within a priority)
+    priority: int = 1  # 0 = most urgent; served first (FIFO within a priority); 0 once promoted (ageing)
+    cls: int = 1  # the priority it was sent with: a promoted request is still sliced like its class
     offset: int = 0  # pairs handed to the model so far (a sliced request goes in several calls)
     scored: int = 0  # pairs whose scores are in ``scores``
     scores: np.ndarray | None = None
@@ -146,13 +153,14 @@ class MicroBatcher:
             work goes to the model in slices of about this much model time (from the measured pairs/s), so
             the urgent request waits at most one slice. None: never slice.
         promote_after_ms: Ageing: a queued request that has waited this long (or half its own ``timeout_s``,
-            whichever is less) is served as most urgent (priority 0, in arrival order), so strict priority
-            cannot starve an accepted request until its deadline. None: never promote.
+            whichever is less) is served as most urgent (priority 0, behind the urgent requests already
+            waiting), so strict priority cannot starve an accepted request until its deadline. None: never.
 
     Priorities: :meth:`predict` takes ``priority`` (0 = most urgent, default 1); the queue is served most
     urgent first, first-in first-out within a priority, so under load the least urgent requests wait
     longest and (with ``queue_shares``) are refused first. The drain-time bound counts only the work queued
-    ahead of a request (its priority and more urgent ones) plus the call in progress.
+    ahead of a request (its priority and more urgent ones) plus the call in progress, drained at the model
+    time left over by the more urgent pairs arriving (their rate over the last ``URGENT_WINDOW_S``).
 
     Examples:
         >>> import asyncio
@@ -208,6 +216,8 @@ class MicroBatcher:
         self.promoted = 0  # requests served as most urgent after waiting too long (ageing), since start
         self._pending_by_priority: dict[int, int] = {}  # pairs waiting, per priority
         self._last_seen: dict[int, float] = {}  # priority -> time.monotonic() of its latest request
+        self._recent: collections.deque[tuple[float, int, int]] = collections.deque()  # (time, priority, pairs)
+        self._recent_pairs: dict[int, int] = {}  # pairs per priority in ``_recent``
         self._busy_pairs = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -280,6 +290,22 @@ class MicroBatcher:
         """Pairs queued that a new request of ``priority`` would wait for (its priority and more urgent)."""
         return sum(n for p, n in self._pending_by_priority.items() if p <= priority)
 
+    def _note_arrival(self, now: float, priority: int, n: int) -> None:
+        """Count ``n`` pairs of ``priority`` admitted now (for :meth:`urgent_pairs_per_s`)."""
+        self._recent.append((now, priority, n))
+        self._recent_pairs[priority] = self._recent_pairs.get(priority, 0) + n
+        self._forget_arrivals(now)
+
+    def _forget_arrivals(self, now: float) -> None:
+        while self._recent and now - self._recent[0][0] > URGENT_WINDOW_S:
+            _, p, m = self._recent.popleft()
+            self._recent_pairs[p] -= m
+
+    def urgent_pairs_per_s(self, priority: int, now: float | None = None) -> float:
+        """Pairs/s admitted over the last ``URGENT_WINDOW_S`` of requests more urgent than ``priority``."""
+        self._forget_arrivals(time.monotonic() if now is None else now)
+        return sum(m for p, m in self._recent_pairs.items() if p < priority) / URGENT_WINDOW_S
+
     def slice_pairs(self, priority: int, now: float | None = None) -> int | None:
         """Pairs per model call for work of ``priority`` now (None: no slicing).
 
@@ -338,7 +364,8 @@ class MicroBatcher:
             raise OverloadedError(
                 "The reranker worker is not running (starting or shutting down); retry shortly.", 1.0
             )
-        self._last_seen[int(priority)] = time.monotonic()
+        now = time.monotonic()
+        self._last_seen[int(priority)] = now
         share = self._share(priority)
         if share < 1.0 and self._pending_pairs > 0 and self._pending_pairs + n > share * self.max_queue_pairs:
             wait = self.retry_after()
@@ -360,7 +387,9 @@ class MicroBatcher:
             bound_s *= share  # a less urgent class may find only its share of the drain time queued
         ahead = self.pairs_ahead(priority)
         if bound_s is not None and self._pairs_per_s > 0 and ahead > 0:
-            drain_s = (ahead + self._busy_pairs + n) / self._pairs_per_s
+            # more urgent requests arriving meanwhile overtake this one: it drains at what they leave over
+            left_over = max(URGENT_FLOOR, 1.0 - self.urgent_pairs_per_s(priority, now) / self._pairs_per_s)
+            drain_s = (ahead + self._busy_pairs + n) / (self._pairs_per_s * left_over)
             if drain_s > bound_s:
                 wait = self.retry_after()
                 how = " derived from the measured model time" if self.auto_queue_wait else ""
@@ -371,7 +400,6 @@ class MicroBatcher:
                     wait,
                 )
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        now = time.monotonic()
         age_s = self.promote_after_s
         if age_s is not None and timeout_s is not None:
             age_s = min(age_s, 0.5 * timeout_s)
@@ -381,8 +409,10 @@ class MicroBatcher:
             future=fut,
             deadline=None if timeout_s is None else now + timeout_s,
             priority=int(priority),
+            cls=int(priority),
             promote_at=None if age_s is None or priority <= 0 else now + age_s,
         )
+        self._note_arrival(now, item.priority, n)
         heapq.heappush(self._queue, (item.priority, next(self._arrivals), item))
         self._add_pending(item.priority, n)
         self._wakeup.set()
@@ -397,17 +427,20 @@ class MicroBatcher:
     def _promote(self, now: float) -> None:
         """Ageing: queue requests that have waited past their ``promote_at`` again as most urgent.
 
-        The old heap entry stays behind, stale (its priority no longer matches the item's); readers skip it.
+        A promoted request queues behind the urgent requests already waiting (not ahead of them) and still goes
+        to the model in slices while urgent requests arrive, so it delays them by one slice at most. The old heap
+        entry stays behind, stale (its priority no longer matches the item's); readers skip it.
         """
         aged = [e for e in self._queue if e[2].promote_at is not None and e[2].promote_at <= now and e[0] > 0]
-        for prio, arrival, item in aged:
+        aged.sort(key=lambda e: e[1])  # in their arrival order
+        for prio, _, item in aged:
             item.promote_at = None
             if prio != item.priority or item.taken or item.future.done():
                 continue
             self._add_pending(prio, -item.left)
             item.priority = 0
             self._add_pending(0, item.left)
-            heapq.heappush(self._queue, (0, arrival, item))
+            heapq.heappush(self._queue, (0, next(self._arrivals), item))  # behind the urgent ones waiting
             self.promoted += 1
             log.debug("reranker %r: a priority-%d request waited too long; served as most urgent", self.name, prio)
 
@@ -435,9 +468,9 @@ class MicroBatcher:
                     item.taken = True
                     self._add_pending(item.priority, -item.left)
                 continue
-            cap = self.slice_pairs(item.priority, now)
-            if cap is not None and batch and batch[0].item.priority < item.priority:
-                break  # an urgent call: no less urgent filler
+            cap = self.slice_pairs(item.cls, now)  # a promoted request jumps the queue, in slices
+            if batch and (cap is not None or sliced) and item.cls != batch[0].item.cls:
+                break  # sliced work shares a call with no other class: an urgent call takes no filler
             per_pair = item.tokens / max(len(item.pairs), 1)
             take = item.left if cap is None else min(item.left, cap - sliced, self.max_batch_pairs)
             if batch:
