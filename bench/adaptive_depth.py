@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=100, help="stage-1 candidates per query (the full depth)")
     p.add_argument("--depths", default="0,10,20,50,100", help="depths the policy chooses among (0 = skip)")
     p.add_argument("--max-loss", type=float, default=0.005, help="NDCG@10 loss bound on the training split")
+    p.add_argument(
+        "--signals", default=None,
+        help="comma-separated signals the fit may use (default all: gap, gap_z, peak, and with --retriever "
+        "hybrid agree, agree_top1)",
+    )
     p.add_argument("--train-split", default="train")
     p.add_argument("--split", default="test", help="the split the policy is judged on")
     p.add_argument(
@@ -62,7 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _candidates(ds: Any, col: Any, retriever: str, top_k: int) -> dict[str, list[Any]]:
     qids = sorted(ds.queries)
-    hits = col.search_many([ds.queries[q] for q in qids], k=top_k + 1, retriever=retriever)
+    # one spare hit for the query's own document, only where there is one (as `rankfunnel eval` does: a deeper
+    # hybrid search would fuse a few more candidates and change the ranking slightly)
+    k = top_k + (1 if ds.self_ids else 0)
+    hits = col.search_many([ds.queries[q] for q in qids], k=k, retriever=retriever)
     out = {}
     for q, hs in zip(qids, hits, strict=True):
         out[q] = [h for h in hs if h.id != ds.self_ids.get(q) and h.document is not None][:top_k]
@@ -203,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             reranker = _Reuse(reranker, known)
         s_train = _scores(reranker, train.queries, c_train, out / "scores-fit.npz", _key(reranker, args, c_train))
         s_test = _scores(reranker, test.queries, c_test, out / "scores-judged.npz", _key(reranker, args, c_test))
-        policy = fit_depth_policy(c_train, train.qrels, s_train, depths=depths, max_loss=args.max_loss)
+        signals = [x.strip() for x in args.signals.split(",") if x.strip()] if args.signals else None
+        policy = fit_depth_policy(
+            c_train, train.qrels, s_train, depths=depths, max_loss=args.max_loss, signals=signals
+        )
         curve = depth_curve(c_test, test.qrels, s_test, policy=policy, depths=depths, n_resamples=args.resamples)
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "retriever": args.retriever,
         "top_k": args.top_k,
         "max_loss": args.max_loss,
+        "signals": signals or "all",
     })
     out.mkdir(parents=True, exist_ok=True)
     policy.save(out / "policy.json")

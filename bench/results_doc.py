@@ -277,6 +277,40 @@ scores no pairs, where fixed top 100 loses 0.12.
 
 ![Adaptive depth on nfcorpus](img/adaptive_depth_nfcorpus.png)
 
+**Hybrid candidates and the agreement signals** (stop 14). With `--retriever hybrid` (dense + BM25, RRF) every
+hit carries the rank each retriever gave it (`Hit.stage1_ranks`), and the fit may also use `agree` (the share of
+the fused top 10 both retrievers put in their own top 10) and `agree_top1` (the worst rank a retriever gave the
+fused top-1). Same reranker, fitted on train, judged on test; scores of pairs the dense run already scored are
+reused (`--reuse`: 105,323 reused, 5,577 scored):
+
+```bash
+.venv/bin/python bench/adaptive_depth.py ../shared/datasets/scifact \
+    --reranker models/scifact-minilm-reranker --retriever hybrid --top-k 100 --train-split train --split test \
+    --reuse out/bench/adaptive_depth/scifact --out out/bench/adaptive_depth/scifact-hybrid
+# the agreement signals only: ... --signals agree,agree_top1 --reuse out/bench/adaptive_depth/scifact-hybrid \
+#     --out out/bench/adaptive_depth/scifact-hybrid-agree
+```
+
+| ranking (SciFact test, hybrid top 100) | NDCG@10 | pairs / query | loss vs top 100 | 95% interval | p |
+|---|---:|---:|---:|---|---:|
+| stage 1 (hybrid) | 0.6889 | 0.0 | -0.0142 | [-0.0498, +0.0211] | 0.431 |
+| top 10 | 0.6995 | 10.0 | -0.0248 | [-0.0473, -0.0017] | 0.033 |
+| top 20 | 0.6997 | 20.0 | -0.0251 | [-0.0397, -0.0106] | 0.001 |
+| top 50 | 0.6818 | 50.0 | -0.0072 | [-0.0157, +0.0013] | 0.104 |
+| top 100 | 0.6746 | 100.0 | 0 | | |
+| **policy, all signals (fit chose `gap`)** | **0.7123** | **10.4** | **-0.0377** | [-0.0596, -0.0156] | 0.001 |
+| policy, agreement only (`agree_top1`) | 0.7081 | 15.1 | -0.0335 | [-0.0551, -0.0122] | 0.002 |
+
+Given every signal, the fit still prefers the score gap (89.6% fewer pairs than top 100). Agreement alone is
+informative but weaker: the fitted `agree_top1` policy skips stage 2 when dense and BM25 both rank the fused
+top-1 first (148 of 300 test queries), reranks the top 20 when neither ranks it below 47, and deeper otherwise:
+84.9% fewer pairs, NDCG@10 0.708. A policy reads one signal; combining gap and agreement is not built. The real
+path agrees with both replays to four decimals: `rankfunnel eval ../shared/datasets/scifact --split test
+--retriever hybrid --top-k 100 --reranker models/scifact-minilm-reranker --depth-policy .../policy.json` gives
+0.7123 (106 queries skipped) and 0.7081 (148 skipped).
+
+![Adaptive depth on SciFact, hybrid candidates](img/adaptive_depth_scifact_hybrid.png)
+
 Early stop inside a cascade (`"A:100,B:20,stop=M"`, fitted by `rankfunnel.eval.depth.fit_cascade_stop`) is
 built and tested on fakes but not measured on real data: it needs two rerankers of different cost, and this
 machine has one trained model.
