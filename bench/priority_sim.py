@@ -72,22 +72,12 @@ def make_model(args: argparse.Namespace) -> Any:
 
 
 def make_batcher(model: Any, args: argparse.Namespace) -> Any:
+    """The service's batcher (`rankfunnel serve` defaults) with this run's --preempt-ms / --promote-after-ms."""
     from rankfunnel.service import ServiceConfig
-    from rankfunnel.service.batcher import MicroBatcher
+    from rankfunnel.service.engine import batcher_for
 
-    cfg = ServiceConfig()  # the service's defaults, as `rankfunnel serve` builds its batcher (engine.py)
-    return MicroBatcher(
-        model,
-        max_batch_tokens=cfg.max_batch_tokens,
-        max_batch_pairs=cfg.max_batch_pairs,
-        max_wait_ms=cfg.max_wait_ms,
-        max_queue_pairs=cfg.max_queue_pairs,
-        max_queue_wait_ms=cfg.max_queue_wait_ms,
-        deadline_ms=cfg.deadline_ms,
-        queue_shares=cfg.priority.queue_shares(),
-        preempt_ms=args.preempt_ms or None,
-        promote_after_ms=args.promote_after_ms or None,
-    )
+    cfg = ServiceConfig(preempt_ms=args.preempt_ms or None, promote_after_ms=args.promote_after_ms or None)
+    return batcher_for(model, cfg)
 
 
 async def one(b: Any, pairs: list[tuple[str, str]], priority: int, deadline_s: float) -> tuple[str, float]:

@@ -65,3 +65,24 @@ def test_eval_depth_policy_errors_are_one_line(tiny_beir: Path, tmp_path: Path) 
     ok = DepthPolicy("gap", (1.0,), (0, 5)).save(tmp_path / "ok.json")
     res = _eval(tiny_beir, tmp_path, "--depth-policy", str(ok), "--rerank", "off")
     assert res.exit_code == 2 and "drop --rerank off" in res.output
+
+
+def test_script_reuses_scores_and_fits_on_chosen_signals(tiny_beir: Path, tmp_path: Path) -> None:
+    """Hybrid candidates: a second run with ``--reuse`` scores nothing new; ``--signals`` limits the fit (here
+    to the agreement signals, which hybrid hits carry); an unknown signal is a clear error."""
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "adaptive_depth.py"), str(tiny_beir), "--reranker", "fake",
+             "--retriever", "hybrid", "--embedder", "hashing-32", "--top-k", "5", "--depths", "0,2,5",
+             "--resamples", "100", "--cache-dir", str(tmp_path / "cache"), *extra],
+            capture_output=True, text=True, timeout=300,
+        )
+
+    first = run("--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    second = run("--signals", "agree,agree_top1", "--reuse", str(tmp_path / "a"), "--out", str(tmp_path / "b"))
+    assert second.returncode == 0, second.stderr
+    assert " 0 scored now" in second.stdout and "pairs reused" in second.stdout
+    assert DepthPolicy.load(tmp_path / "b" / "policy.json").signal in ("agree", "agree_top1")
+    bad = run("--signals", "vibes", "--out", str(tmp_path / "c"))
+    assert bad.returncode == 2 and "unknown depth signal 'vibes'" in bad.stderr

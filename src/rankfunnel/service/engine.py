@@ -30,7 +30,7 @@ from rankfunnel.rerank.cache import ScoreCache
 from rankfunnel.rerank.shadow import Shadow
 from rankfunnel.rerank.stage2 import Scored, Stage2
 from rankfunnel.rerank.variants import VariantSplit
-from rankfunnel.service.batcher import MicroBatcher
+from rankfunnel.service.batcher import BatchObserver, MicroBatcher
 from rankfunnel.service.config import ServiceConfig
 from rankfunnel.service.metrics import ServiceMetrics
 from rankfunnel.service.priority import CLASSES as PRIORITY_CLASSES
@@ -50,6 +50,23 @@ WARMUP_PAIRS: tuple[tuple[str, str], ...] = (
 #: Longest pause between two warm-up attempts after a failure (the first pause is 1 s, then doubling).
 WARMUP_MAX_BACKOFF_S = 30.0
 
+
+
+def batcher_for(reranker: Any, config: ServiceConfig, on_batch: BatchObserver | None = None) -> MicroBatcher:
+    """The :class:`MicroBatcher` the service runs for ``reranker`` under ``config`` (also bench/priority_sim.py)."""
+    return MicroBatcher(
+        reranker,
+        max_batch_tokens=config.max_batch_tokens,
+        max_batch_pairs=config.max_batch_pairs,
+        max_wait_ms=config.max_wait_ms,
+        max_queue_pairs=config.max_queue_pairs,
+        max_queue_wait_ms=config.max_queue_wait_ms,
+        on_batch=on_batch,
+        deadline_ms=config.deadline_ms,
+        queue_shares=config.priority.queue_shares(),
+        preempt_ms=config.preempt_ms,
+        promote_after_ms=config.promote_after_ms,
+    )
 
 class NotConfiguredError(RerankerUnavailableError):
     """The server was started without what this endpoint needs (an index or a reranker)."""
@@ -134,19 +151,7 @@ class RerankEngine:
             on_cache=self._cache_observed,
         )
         self.batchers = [
-            MicroBatcher(
-                r,
-                max_batch_tokens=config.max_batch_tokens,
-                max_batch_pairs=config.max_batch_pairs,
-                max_wait_ms=config.max_wait_ms,
-                max_queue_pairs=config.max_queue_pairs,
-                max_queue_wait_ms=config.max_queue_wait_ms,
-                on_batch=metrics.batch_observer(str(r.name)) if metrics else None,
-                deadline_ms=config.deadline_ms,
-                queue_shares=config.priority.queue_shares(),
-                preempt_ms=config.preempt_ms,
-                promote_after_ms=config.promote_after_ms,
-            )
+            batcher_for(r, config, on_batch=metrics.batch_observer(str(r.name)) if metrics else None)
             for r in self.rerankers
         ]
         self.scorers = [BatcherScorer(b) for b in self.batchers]
