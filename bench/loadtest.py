@@ -427,23 +427,21 @@ def run_model(name: str, args: argparse.Namespace, queries: list[str], docs: lis
         for r in range(repeats):
             if paired:
                 assert mix is not None
-                row = asyncio.run(  # the high requests of the loaded run below, at the same times, alone
-                    level(srv.base, cap * top, queries, docs, args, duration, mix, seed=2 + r, only="high")
+                label = f"high alone ({top:g}x x {mix['high']:g})" + (f" #{r + 1}" if repeats > 1 else "")
+                row = _level_row(  # the high requests of the loaded run below, at the same times, alone
+                    srv.base, cap, top, queries, docs, args, duration, res, name, seed=2 + r, only="high", label=label
                 )
-                row["load"] = f"high alone ({top:g}x x {mix['high']:g})" + (f" #{r + 1}" if repeats > 1 else "")
-                row["p95_within_deadline"] = bool(row["p95_ms"] <= res["deadline_ms"]) if row["ok"] else None
                 res.setdefault("high_alone", row)
                 if r:
                     res.setdefault("repeat_rows", []).append(row)
                 alone_ms.append(row["classes"]["high"]["latencies_ms"])
-                print(f"[{name}] {_brief(row)}", flush=True)
             for mult in [top] if paired else args.levels:
-                row = _level_row(srv.base, cap, mult, queries, docs, args, duration, res, name, seed=2 + r)
+                row = _level_row(srv.base, cap, mult, queries, docs, args, duration, res, name, seed=2 + r,
+                                 label=f"{mult:g}x" + (f" #{r + 1}" if r else ""))
                 if r == 0:
                     res["levels"].append(row)
                 else:
-                    row["load"] += f" #{r + 1}"
-                    res["repeat_rows"].append(row)
+                    res.setdefault("repeat_rows", []).append(row)
                 if paired:
                     loaded_ms.append(row["classes"]["high"]["latencies_ms"] if "high" in row["classes"] else [])
     if mix and res["levels"]:
@@ -476,9 +474,12 @@ def _level_row(
     res: dict[str, Any],
     name: str,
     seed: int = 2,
+    only: str | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    row = asyncio.run(level(base, cap * mult, queries, docs, args, duration, seed=seed))
-    row["load"] = f"{mult:g}x"
+    """One load level at ``mult`` x capacity (``only``: that class's requests of its schedule), labelled."""
+    row = asyncio.run(level(base, cap * mult, queries, docs, args, duration, seed=seed, only=only))
+    row["load"] = label or f"{mult:g}x"
     row["p95_within_deadline"] = bool(row["p95_ms"] <= res["deadline_ms"]) if row["ok"] else None
     print(f"[{name}] {_brief(row)}", flush=True)
     return row

@@ -107,12 +107,12 @@ class Pipeline:
             for name, (model, _) in variants.items():
                 if model == PRIMARY:
                     self.variant_stage2[name] = self.stage2
-                elif model is None or isinstance(model, str):
-                    if model is not None:
-                        raise InvalidInputError(
-                            f"variant {name!r}: pass a reranker object, None (stage 1) or 'primary', not {model!r}; "
-                            "load it with rankfunnel.rerank.load_reranker."
-                        )
+                elif isinstance(model, str):
+                    raise InvalidInputError(
+                        f"variant {name!r}: pass a reranker object, None (stage 1) or 'primary', not {model!r}; "
+                        "load it with rankfunnel.rerank.load_reranker."
+                    )
+                elif model is None:
                     self.variant_stage2[name] = Stage2(None, reason=f"variant {name!r} is stage 1 only", **shared)
                 else:
                     self.variant_stage2[name] = Stage2(model, **shared)

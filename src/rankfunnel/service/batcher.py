@@ -214,6 +214,7 @@ class MicroBatcher:
             )
         self.promote_after_s = None if promote_after_ms is None else float(promote_after_ms) / 1e3
         self.promoted = 0  # requests served as most urgent after waiting too long (ageing), since start
+        self._next_promote = math.inf  # no queued request is due for promotion before this (time.monotonic())
         self._pending_by_priority: dict[int, int] = {}  # pairs waiting, per priority
         self._last_seen: dict[int, float] = {}  # priority -> time.monotonic() of its latest request
         self._recent: collections.deque[tuple[float, int, int]] = collections.deque()  # (time, priority, pairs)
@@ -255,6 +256,7 @@ class MicroBatcher:
                     OverloadedError("The service is shutting down; retry shortly.", 1.0)
                 )
         self._pending_by_priority.clear()
+        self._next_promote = math.inf
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -413,6 +415,8 @@ class MicroBatcher:
             promote_at=None if age_s is None or priority <= 0 else now + age_s,
         )
         self._note_arrival(now, item.priority, n)
+        if item.promote_at is not None:
+            self._next_promote = min(self._next_promote, item.promote_at)
         heapq.heappush(self._queue, (item.priority, next(self._arrivals), item))
         self._add_pending(item.priority, n)
         self._wakeup.set()
@@ -431,8 +435,9 @@ class MicroBatcher:
         to the model in slices while urgent requests arrive, so it delays them by one slice at most. The old heap
         entry stays behind, stale (its priority no longer matches the item's); readers skip it.
         """
-        aged = [e for e in self._queue if e[2].promote_at is not None and e[2].promote_at <= now and e[0] > 0]
-        aged.sort(key=lambda e: e[1])  # in their arrival order
+        waiting = [(at, e) for e in self._queue if (at := e[2].promote_at) is not None and e[0] > 0]
+        aged = sorted((e for at, e in waiting if at <= now), key=lambda e: e[1])  # in arrival order
+        self._next_promote = min((at for at, _ in waiting if at > now), default=math.inf)
         for prio, _, item in aged:
             item.promote_at = None
             if prio != item.priority or item.taken or item.future.done():
@@ -455,7 +460,7 @@ class MicroBatcher:
         tokens = pairs = sliced = 0
         full = False
         now = time.monotonic()
-        if self.promote_after_s is not None:
+        if now >= self._next_promote:  # a scan of the queue only when a request is due (not every call)
             self._promote(now)
         while self._queue:
             prio, _, item = self._queue[0]

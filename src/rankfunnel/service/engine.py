@@ -51,7 +51,6 @@ WARMUP_PAIRS: tuple[tuple[str, str], ...] = (
 WARMUP_MAX_BACKOFF_S = 30.0
 
 
-
 def batcher_for(reranker: Any, config: ServiceConfig, on_batch: BatchObserver | None = None) -> MicroBatcher:
     """The :class:`MicroBatcher` the service runs for ``reranker`` under ``config`` (also bench/priority_sim.py)."""
     return MicroBatcher(
@@ -67,6 +66,7 @@ def batcher_for(reranker: Any, config: ServiceConfig, on_batch: BatchObserver | 
         preempt_ms=config.preempt_ms,
         promote_after_ms=config.promote_after_ms,
     )
+
 
 class NotConfiguredError(RerankerUnavailableError):
     """The server was started without what this endpoint needs (an index or a reranker)."""

@@ -90,6 +90,7 @@ def _priority_class(request: Request, *, cohere_priority: int | None = None, lat
     request.state.priority = cls  # read by the metrics middleware (service/app.py)
     return cls
 
+
 @router.get("/readyz", tags=["ops"])
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: models loaded, workers running and one warm-up batch scored by every model (503 otherwise)."""
